@@ -1,0 +1,141 @@
+"""The console transport: a local group chat in the terminal, and the harness the tests and demo use.
+
+Everyone is typed by name: `/as 王阿姨` switches who speaks, `/in 群名` which chat you are in.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bot.render import render
+from handlers.protocol import Button, Incoming, Kind, Outgoing
+from handlers.router import Linli
+
+SERVICE = "console"
+
+
+@dataclass
+class Posted:
+    """A message as it stands in the console chat."""
+
+    id: str
+    chat: str
+    author: str
+    text: str
+    buttons: list[tuple[str, str]] = field(default_factory=list)  # (label, data)
+    order_id: int | None = None
+    photo: str | None = None
+    edits: int = 0
+    private_to: str | None = None  # an alert only its presser sees
+
+
+class ConsoleChat:
+    """Talks to the core the way a chat service would, and keeps the transcript."""
+
+    service = SERVICE
+
+    def __init__(self, core: Linli, *, bot_name: str = "邻里助手",
+                 on_post: Callable[[Posted, bool], None] | None = None) -> None:
+        self.core = core
+        self.bot_name = bot_name
+        self.messages: list[Posted] = []
+        self.admins: set[str] = set()
+        self._ids = itertools.count(1)
+        self._on_post = on_post
+
+    # --- people speak ----------------------------------------------------------------------
+    def say(self, who: str, text: str = "", *, chat: str = "群", photos: tuple[str, ...] = (),
+            reply_to: Posted | str | None = None, message_id: str | None = None,
+            direct: bool = False) -> list[Posted]:
+        posted = self._post(Posted(message_id or f"m{next(self._ids)}", chat, who, text,
+                                   photo=photos[0] if photos else None))
+        reply_ref = reply_to.id if isinstance(reply_to, Posted) else reply_to
+        incoming = Incoming(
+            service=SERVICE, chat_id=chat, sender_id=who, sender_name=who, text=text,
+            message_id=posted.id, chat_title=chat, is_direct=direct, photos=photos, reply_to=reply_ref,
+            mentions_bot=f"@{self.bot_name}" in text, sender_is_admin=who in self.admins,
+        )
+        return self.deliver_now(self.core.handle(incoming))
+
+    def press(self, who: str, label: str, message: Posted | None = None) -> list[Posted]:
+        """Press the button labelled `label` (or with that data) on `message`, or the latest that has it."""
+        target, data = self._find_button(label, message)
+        incoming = Incoming(
+            service=SERVICE, chat_id=target.chat, sender_id=who, sender_name=who, button=data,
+            message_id=f"cb{next(self._ids)}", reply_to=target.id, sender_is_admin=who in self.admins,
+        )
+        return self.deliver_now(self.core.handle(incoming))
+
+    def _find_button(self, label: str, message: Posted | None) -> tuple[Posted, str]:
+        candidates = [message] if message else reversed(self.messages)
+        for posted in candidates:
+            for text, data in posted.buttons:
+                if label in (text, data):
+                    return posted, data
+        raise LookupError(f"no button {label!r}")
+
+    # --- the bot answers -------------------------------------------------------------------
+    async def deliver(self, actions: list[Outgoing]) -> None:
+        self.deliver_now(actions)
+
+    def deliver_now(self, actions: list[Outgoing]) -> list[Posted]:
+        shown: list[Posted] = []
+        for action in actions:
+            if action.service not in ("", SERVICE):
+                continue
+            if action.kind is Kind.UPDATE_CARD:
+                shown.extend(self._edit_cards(action))
+                continue
+            posted = self._post(self._as_posted(action))
+            shown.append(posted)
+            if action.kind in (Kind.SEND, Kind.CARD):
+                self.core.sent(action, posted.id)
+        return shown
+
+    def _as_posted(self, action: Outgoing) -> Posted:
+        text = render(action.text, action.lang)
+        chat = action.chat_id
+        private = None
+        if action.kind is Kind.DIRECT:
+            person, _ = self.core.person(action.person_id or 0, SERVICE)
+            chat = f"私聊:{person.name if person else action.person_id}"
+        elif action.kind is Kind.ALERT:
+            private = "presser"
+        return Posted(f"b{next(self._ids)}", chat, self.bot_name, text, _labels(action.buttons, action.lang),
+                      action.order_id, action.photo, private_to=private)
+
+    def _edit_cards(self, action: Outgoing) -> list[Posted]:
+        refs = {link.message_ref for link in self.core.cards(action.order_id or 0, SERVICE)}
+        edited = []
+        for posted in self.messages:
+            if posted.id in refs:
+                posted.text = render(action.text, action.lang)
+                posted.buttons = _labels(action.buttons, action.lang)
+                posted.edits += 1
+                edited.append(posted)
+                if self._on_post:
+                    self._on_post(posted, True)
+        return edited
+
+    def _post(self, posted: Posted) -> Posted:
+        self.messages.append(posted)
+        if self._on_post:
+            self._on_post(posted, False)
+        return posted
+
+    # --- reading the transcript ------------------------------------------------------------
+    def bot_said(self, chat: str | None = None) -> list[Posted]:
+        return [m for m in self.messages if m.author == self.bot_name and (chat is None or m.chat == chat)]
+
+    def last(self, chat: str | None = None) -> Posted:
+        return self.bot_said(chat)[-1]
+
+    def card(self, number: int) -> Posted:
+        """The card of order #number: the first message the bot posted about it."""
+        return next(m for m in self.bot_said() if m.order_id and f"#{number} " in m.text)
+
+
+def _labels(rows: tuple[tuple[Button, ...], ...], lang: str) -> list[tuple[str, str]]:
+    return [(render(button.label, lang), button.data) for row in rows for button in row]

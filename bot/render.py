@@ -1,0 +1,403 @@
+"""Every text a user sees, in Chinese and English, in one place; and the order card.
+
+The core hands over `Text(key, params)`; `render(text, lang)` turns it into words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from handlers.protocol import Text
+
+Entry = str | Callable[[dict[str, Any], str], str]
+
+NAMES: dict[str, dict[str, dict[str, str]]] = {
+    "category": {
+        "zh": {"utilities": "水电气暖", "facilities": "公共设施", "sanitation": "环境卫生", "noise": "噪音扰民",
+               "parking": "停车交通", "safety": "治安消防", "dispute": "邻里纠纷", "property": "物业服务",
+               "assistance": "帮扶关爱", "services": "政务服务", "construction": "违建占道", "other": "其他"},
+        "en": {"utilities": "Utilities", "facilities": "Facilities", "sanitation": "Sanitation",
+               "noise": "Noise", "parking": "Parking", "safety": "Safety", "dispute": "Dispute",
+               "property": "Property service", "assistance": "Assistance", "services": "Public services",
+               "construction": "Illegal building", "other": "Other"},
+    },
+    "urgency": {"zh": {"red": "红", "yellow": "黄", "blue": "蓝"},
+                "en": {"red": "red", "yellow": "yellow", "blue": "blue"}},
+    "marker": {"zh": {"red": "🔴", "yellow": "🟡", "blue": "🔵"}, "en": {"red": "🔴", "yellow": "🟡", "blue": "🔵"}},
+    "matter": {"zh": {"major": "大事", "minor": "小事", "private": "私事"},
+               "en": {"major": "major", "minor": "minor", "private": "private"}},
+    "state": {
+        "zh": {"reported": "待派单", "assigned": "已派单", "in_progress": "处理中", "resolved": "已办结待评价",
+               "closed": "已关闭", "reopened": "已重新打开", "merged": "已合并", "cancelled": "已撤销"},
+        "en": {"reported": "waiting for dispatch", "assigned": "assigned", "in_progress": "in progress",
+               "resolved": "done, waiting for rating", "closed": "closed", "reopened": "reopened",
+               "merged": "merged", "cancelled": "cancelled"},
+    },
+    "reason": {
+        "zh": {"not_mine": "不归我们管", "need_info": "信息不全", "no_access": "进不了门", "too_big": "需要上级协调",
+               "other": "其他原因", "undo": "报事人撤销"},
+        "en": {"not_mine": "not ours", "need_info": "needs more information", "no_access": "no access",
+               "too_big": "needs the level above", "other": "another reason", "undo": "taken back"},
+    },
+    "period": {"zh": {"today": "今天", "week": "本周", "month": "本月", "all": "全部"},
+               "en": {"today": "today", "week": "this week", "month": "this month", "all": "all time"}},
+    "level": {"zh": {"1": "社区", "2": "街道", "3": "区级部门"},
+              "en": {"1": "the community", "2": "the sub-district", "3": "the district"}},
+}
+
+
+def name(kind: str, code: Any, lang: str) -> str:
+    return NAMES[kind][lang].get(str(code), str(code)) if code is not None else ""
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.0f}%"
+
+
+def _mentions(p: dict[str, Any]) -> str:
+    return " ".join(f"@{n}" for n in p.get("names") or [])
+
+
+# --- the order card ----------------------------------------------------------------------------
+def _card(p: dict[str, Any], lang: str, filed: bool = False) -> str:
+    zh = lang == "zh"
+    place = p.get("place") or ""
+    head = f"{name('marker', p['urgency'], lang)} #{p['number']} {p['title']}" + (f" · {place}" if place else "")
+    tags = " · ".join([name("category", p["category"], lang), name("urgency", p["urgency"], lang),
+                       name("matter", p["matter"], lang)])
+    who = _holder(p, lang)
+    state = name("state", p["state"], lang) + (f" → {who}" if who else "")
+    lines = [head, ("分类：" if zh else "Type: ") + tags, ("状态：" if zh else "State: ") + state]
+    deadlines = []
+    if p.get("respond_due"):
+        deadlines.append(f"{p['respond_due']} 前响应" if zh else f"respond by {p['respond_due']}")
+    if p.get("resolve_due"):
+        deadlines.append(f"{p['resolve_due']} 前办结" if zh else f"finish by {p['resolve_due']}")
+    if deadlines:
+        late = ("（已超时）" if zh else " (overdue)") if p.get("overdue") else ""
+        lines.append(("时限：" if zh else "Due: ") + " · ".join(deadlines) + late)
+    if p.get("level"):
+        lines.append(("已吹哨：" if zh else "Escalated to: ") + name("level", p["level"], lang))
+    if filed:
+        lines.insert(0, "已登记" if zh else "Filed")
+    return "\n".join(lines)
+
+
+def _items(p: dict[str, Any], lang: str) -> str:
+    rows = []
+    for item in p.get("items") or []:
+        late = (" ⚠超时" if lang == "zh" else " ⚠overdue") if item.get("overdue") else ""
+        place = f" · {item['place']}" if item.get("place") else ""
+        rows.append(f"{name('marker', item['urgency'], lang)} #{item['number']} {item['title']}{place}"
+                    f" · {name('state', item['state'], lang)}{late}")
+    return "\n".join(rows)
+
+
+def _stats(p: dict[str, Any], lang: str) -> str:
+    zh = lang == "zh"
+    period = name("period", p["period"], lang)
+    o = p.get("overall")
+    if not o:
+        return f"{period} {p['grid']}：还没有工单。" if zh else f"{p['grid']}, {period}: no orders yet."
+    if zh:
+        lines = [f"{period} {p['grid']}：新单 {o['reported']} · 已办结 {o['resolved']} · 超时 {o['overdue']}",
+                 f"响应率 {_percent(o['response_rate'])}  解决率 {_percent(o['resolution_rate'])}  "
+                 f"满意率 {_percent(o['satisfaction_rate'])}"]
+    else:
+        lines = [f"{p['grid']}, {period}: new {o['reported']} · done {o['resolved']} · overdue {o['overdue']}",
+                 f"response {_percent(o['response_rate'])}  resolution {_percent(o['resolution_rate'])}  "
+                 f"satisfaction {_percent(o['satisfaction_rate'])}"]
+    for team in p.get("teams") or []:
+        avg = team.get("avg_resolve_minutes")
+        if zh:
+            avg_text = f" · 平均办结 {avg:.0f} 分钟" if avg is not None else ""
+            lines.append(f"{team['name']} {team['reported']} 单{avg_text} · 满意 {_percent(team['satisfaction_rate'])}")
+        else:
+            avg_text = f" · avg {avg:.0f} min to finish" if avg is not None else ""
+            lines.append(f"{team['name']} {team['reported']} orders{avg_text} · "
+                         f"satisfied {_percent(team['satisfaction_rate'])}")
+    return "\n".join(lines)
+
+
+def _points(p: dict[str, Any], lang: str) -> str:
+    head = "积分榜：" if lang == "zh" else "Points ranking:"
+    unit = ("分", "单") if lang == "zh" else (" pts", " orders")
+    rows = [f"{i}. {n} {pts}{unit[0]} · {k}{unit[1]}" for i, (n, pts, k) in enumerate(p["items"], 1)]
+    return "\n".join([head, *rows])
+
+
+def _holder(p: dict[str, Any], lang: str) -> str:
+    """物业维修组（刘师傅）: the team and, where one is named, the person."""
+    team, person = p.get("team"), p.get("assignee")
+    if team and person:
+        return f"{team}（{person}）" if lang == "zh" else f"{team} ({person})"
+    return team or person or ""
+
+
+def _reason(p: dict[str, Any], lang: str) -> str:
+    text = name("reason", p.get("reason"), lang)
+    return f"{text}：{p['note']}" if p.get("note") and lang == "zh" else (
+        f"{text}: {p['note']}" if p.get("note") else text)
+
+
+HELP_ZH = """邻里助手 · 用法
+报事：直接在群里说问题，或 /报事 内容（也可 @我）
+派单：/派单 #12 @张师傅 或 /派单 #12 物业维修组
+接单 /接单 #12 · 退单 /退单 #12 原因 · 认领 /认领 #12
+办结：回复工单并附照片，或 /办结 #12 附照片
+评价：/评价 #12 5（1–5 星）· 关注：/关注 #12 或回复 +1
+查询：/进度 #12 · /我的 · /待办 · /统计 本周 · /积分
+其他：/撤销 #12 · /合并 #13 #12 · /吹哨 #12 · /报到 #12 · /绑定 网格编码 · /语言 en"""
+
+HELP_EN = """Linli · how to use
+Report: just describe the problem in the group, or /report text (or @-mention me)
+Dispatch: /assign #12 @name or /assign #12 team name
+/accept #12 · /return #12 reason · /claim #12
+Done: reply to the order with a photo, or /done #12 with a photo
+Rate: /rate #12 5 (1–5 stars) · Follow: /follow #12 or reply +1
+Ask: /status #12 · /mine · /open · /stats week · /points
+Also: /cancel #12 · /merge #13 #12 · /escalate #12 · /ack #12 · /bind GRID-CODE · /lang zh"""
+
+CATALOGUE: dict[str, dict[str, Entry]] = {
+    "zh": {
+        "card": lambda p, lang: _card(p, lang),
+        "card.filed": lambda p, lang: _card(p, lang, filed=True),
+        "btn.assign": "派单", "btn.claim": "认领", "btn.cancel": "撤销", "btn.accept": "接单",
+        "btn.return": "退单", "btn.done": "办结", "btn.star": "★{score}", "btn.yes": "要登记",
+        "btn.no": "不用", "btn.team": "{name}", "btn.follow": "我也是", "btn.status": "查看",
+        "reason.not_mine": "不归我们管", "reason.need_info": "信息不全", "reason.no_access": "进不了门",
+        "reason.too_big": "需要上级协调", "reason.other": "其他原因",
+        "report.empty": "请在 /报事 后面写上要反映的问题，例如：/报事 3栋2单元楼道灯坏了",
+        "alert.red": lambda p, lang: f"🔴 紧急！#{p['number']} {name('category', p['category'], lang)}，"
+                                      f"请立即处理 {_mentions(p)}".rstrip(),
+        "chat.unbound": lambda p, lang: "本群还没有绑定网格，工单暂记在“未分组”。"
+                                         f"请管理员发送 /绑定 网格编码 {_mentions(p)}".rstrip(),
+        "prompt.file": "这条要登记为工单吗？",
+        "prompt.gone": "这个问题已经处理过了。",
+        "prompt.not_yours": "这是问发消息的人的，谢谢。",
+        "prompt.dropped": "好的，不登记。",
+        "follow.added": "已把{name}加为 #{number} 的关注人，进展会通知您。",
+        "refuse.follow.already": "您已经在关注 #{number} 了。",
+        "assign.done": lambda p, lang: f"#{p['number']} 已派给 {_holder(p, lang)}，请在 {p.get('respond_due')} 前接单，"
+                                        f"{p.get('resolve_due')} 前办结。 {_mentions(p)}".rstrip(),
+        "assign.pick": lambda p, lang: f"#{p['number']} 派给哪个队伍？"
+                                        + (f"（建议：{p['suggested']}）" if p.get("suggested") else ""),
+        "assign.unknown_target": "找不到“{target}”：请 @ 一位处理人，或写队伍名称。",
+        "assign.no_teams": "还没有配置处理队伍，请在 linli.toml 里添加 [[teams]]。",
+        "accept.done": "#{number} {name}已接单，正在处理。",
+        "claim.done": "#{number} 已由{name}认领，请在 {resolve_due} 前办结。",
+        "return.pick": "#{number} 退单原因是？",
+        "return.done": lambda p, lang: f"#{p['number']} 被{p['name']}退回（{_reason(p, lang)}），"
+                                        f"请重新派单。 {_mentions(p)}".rstrip(),
+        "done.rate": lambda p, lang: f"#{p['number']} 已办结（附照片）。{_mentions(p)} 请为这次服务打分：",
+        "rate.thanks": "谢谢评价！#{number} 已关闭。",
+        "rate.reopened": lambda p, lang: f"#{p['number']} 得到 {p['score']} 星评价，已重新打开，"
+                                          f"请重新派单。 {_mentions(p)}".rstrip(),
+        "cancel.done": "#{number} 已撤销。",
+        "merge.done": "#{number} 与 #{into} 是同一个问题，已合并，报事人会收到 #{into} 的进展。",
+        "escalate.done": lambda p, lang: f"📣 #{p['number']} 已吹哨上报至{name('level', p['level'], lang)}"
+                                          + (f"（{p['reason']}）" if p.get("reason") else "")
+                                          + f"，请报到。 {_mentions(p)}".rstrip(),
+        "report_back.done": "#{number} {name}已报到。",
+        "bind.done": "本群已绑定到 {grid}（{code}），以后的报事都记在这里。",
+        "bind.usage": "用法：/绑定 网格编码，例如 /绑定 YG-A",
+        "bind.unknown": "没有编码为 {code} 的网格，请检查 linli.toml。",
+        "bind.direct": "请在要绑定的群里发送 /绑定。",
+        "refuse.bind.role": "只有这个网格的书记或网格长可以绑定群。",
+        "mine.list": lambda p, lang: "您的工单：\n" + _items(p, lang),
+        "mine.none": "您现在没有进行中的工单。",
+        "open.list": lambda p, lang: f"{p['grid']} 待办工单：\n" + _items(p, lang),
+        "open.none": "{grid} 现在没有待办工单。",
+        "stats.summary": _stats,
+        "points.list": _points,
+        "points.none": "还没有人获得积分。",
+        "lang.done": "好的，以后用中文回复您。",
+        "lang.usage": "用法：/语言 zh 或 /语言 en",
+        "help": HELP_ZH,
+        "direct.hint": "请在小区群里反映问题，我会登记成工单。发送 /帮助 查看用法。",
+        "unknown_command": "不认识的命令 /{name}，发送 /帮助 查看用法。",
+        "order.unknown": "没有找到 #{number} 号工单。",
+        "button.stale": "这个按钮已失效。",
+        "error.internal": "抱歉，刚才出了点问题，消息已保留，请稍后再试。",
+        "usage.assign": "用法：/派单 #12 @处理人 或 /派单 #12 队伍名称",
+        "usage.accept": "用法：/接单 #12",
+        "usage.return": "用法：/退单 #12 原因",
+        "usage.claim": "用法：/认领 #12",
+        "usage.done": "用法：回复工单并附上照片，或 /办结 #12 附照片",
+        "usage.rate": "用法：/评价 #12 5（1 到 5 星）",
+        "usage.status": "用法：/进度 #12",
+        "usage.cancel": "用法：/撤销 #12 原因",
+        "usage.merge": "用法：/合并 #13 #12（把 #13 并入 #12）",
+        "usage.escalate": "用法：/吹哨 #12 原因",
+        "usage.report_back": "用法：/报到 #12",
+        "usage.follow": "用法：/关注 #12",
+        "refuse.assign.role": "只有书记或网格长可以派单。",
+        "refuse.assign.state": "#{number} 现在不能派单。",
+        "refuse.assign.target": "请写明派给谁。",
+        "refuse.accept.role": "#{number} 没有派给您，不能接单。",
+        "refuse.accept.state": "#{number} 现在不能接单。",
+        "refuse.return.role": "#{number} 不在您手上，不能退单。",
+        "refuse.return.state": "#{number} 现在不能退单。",
+        "refuse.return.reason": "退单请写明原因。",
+        "refuse.claim.role": "只有志愿者和处理人员可以认领工单。",
+        "refuse.claim.state": "#{number} 已经有人处理了。",
+        "refuse.done.role": "#{number} 不在您手上，不能办结。",
+        "refuse.done.state": "#{number} 现在不能办结。",
+        "refuse.done.photo": "办结 #{number} 需要一张现场照片：请回复这条消息并附上照片。",
+        "refuse.rate.role": "#{number} 不是您报的事项，只有报事人和关注人可以评价。",
+        "refuse.rate.state": "#{number} 还没有办结，办结后再评价。",
+        "refuse.rate.score": "请打 1 到 5 星，例如 /评价 #{number} 5",
+        "refuse.rate.twice": "您已经评价过 #{number} 了，谢谢！",
+        "refuse.merge.role": "只有书记或网格长可以合并工单。",
+        "refuse.merge.state": "#{number} 已经结束，不能合并。",
+        "refuse.merge.target": "不能合并到这个工单。",
+        "refuse.cancel.role": "只有报事人或书记、网格长可以撤销 #{number}。",
+        "refuse.cancel.state": "#{number} 已经结束，不能撤销。",
+        "refuse.cancel.started": "#{number} 已经在处理中，请联系书记或网格长撤销。",
+        "refuse.cancel.reason": "撤销别人报的工单请写明原因：/撤销 #{number} 原因",
+        "refuse.escalate.role": "只有书记或网格长可以吹哨。",
+        "refuse.escalate.state": "#{number} 已经结束，不能吹哨。",
+        "refuse.escalate.top": "#{number} 已经上报到最高一级了。",
+        "refuse.report_back.role": "只有被吹哨的一级可以报到。",
+        "refuse.report_back.state": "#{number} 已经结束。",
+        "refuse.report_back.none": "#{number} 没有吹哨，不需要报到。",
+        "refuse.follow.role": "不能关注 #{number}。",
+        "refuse.follow.state": "#{number} 已经结束。",
+        "remind.before": lambda p, lang: f"{_mentions(p)} #{p['number']} 距{_milestone(p, lang)}时限还有 "
+                                          f"{p['minutes']} 分钟。".lstrip(),
+        "remind.due": lambda p, lang: f"{_mentions(p)} #{p['number']} 已到{_milestone(p, lang)}时限，"
+                                       f"请尽快处理。".lstrip(),
+        "remind.overdue": lambda p, lang: f"⚠ #{p['number']} 已超过{_milestone(p, lang)}时限 {p['minutes']} 分钟，"
+                                           f"请跟进。 {_mentions(p)}".rstrip(),
+    },
+    "en": {
+        "card": lambda p, lang: _card(p, lang),
+        "card.filed": lambda p, lang: _card(p, lang, filed=True),
+        "btn.assign": "Assign", "btn.claim": "Claim", "btn.cancel": "Undo", "btn.accept": "Accept",
+        "btn.return": "Return", "btn.done": "Done", "btn.star": "★{score}", "btn.yes": "File it",
+        "btn.no": "No", "btn.team": "{name}", "btn.follow": "Me too", "btn.status": "View",
+        "reason.not_mine": "Not ours", "reason.need_info": "Needs more information", "reason.no_access": "No access",
+        "reason.too_big": "Needs the level above", "reason.other": "Another reason",
+        "report.empty": "Please write the problem after /report, e.g. /report corridor light broken in block 3",
+        "alert.red": lambda p, lang: f"🔴 Urgent! #{p['number']} {name('category', p['category'], lang)}: "
+                                      f"please act now {_mentions(p)}".rstrip(),
+        "chat.unbound": lambda p, lang: "This chat is not bound to a grid yet; orders go to 'unsorted'. "
+                                         f"An admin please send /bind GRID-CODE {_mentions(p)}".rstrip(),
+        "prompt.file": "Shall I file this as an order?",
+        "prompt.gone": "That question has been answered already.",
+        "prompt.not_yours": "That question is for the sender, thanks.",
+        "prompt.dropped": "OK, not filed.",
+        "follow.added": "{name} now follows #{number} and will hear about progress.",
+        "refuse.follow.already": "You already follow #{number}.",
+        "assign.done": lambda p, lang: f"#{p['number']} assigned to {_holder(p, lang)}: "
+                                        f"please accept by {p.get('respond_due')} and finish by "
+                                        f"{p.get('resolve_due')}. {_mentions(p)}".rstrip(),
+        "assign.pick": lambda p, lang: f"Which team takes #{p['number']}?"
+                                        + (f" (suggested: {p['suggested']})" if p.get("suggested") else ""),
+        "assign.unknown_target": "I can't find '{target}': @-mention a handler or write a team's name.",
+        "assign.no_teams": "No teams are configured yet: add [[teams]] to linli.toml.",
+        "accept.done": "#{number} accepted by {name}, work in progress.",
+        "claim.done": "#{number} claimed by {name}; please finish by {resolve_due}.",
+        "return.pick": "Why are you returning #{number}?",
+        "return.done": lambda p, lang: f"#{p['number']} returned by {p['name']} ({_reason(p, lang)}): "
+                                        f"please dispatch again. {_mentions(p)}".rstrip(),
+        "done.rate": lambda p, lang: f"#{p['number']} is done (photo attached). {_mentions(p)} "
+                                      "please rate the service:",
+        "rate.thanks": "Thanks for rating! #{number} is closed.",
+        "rate.reopened": lambda p, lang: f"#{p['number']} was rated {p['score']} stars and is reopened: "
+                                          f"please dispatch again. {_mentions(p)}".rstrip(),
+        "cancel.done": "#{number} cancelled.",
+        "merge.done": "#{number} is the same problem as #{into} and was merged; its reporter follows #{into}.",
+        "escalate.done": lambda p, lang: f"📣 #{p['number']} escalated to {name('level', p['level'], lang)}"
+                                          + (f" ({p['reason']})" if p.get("reason") else "")
+                                          + f": please report in. {_mentions(p)}".rstrip(),
+        "report_back.done": "#{number}: {name} reported in.",
+        "bind.done": "This chat is now bound to {grid} ({code}); its reports land there.",
+        "bind.usage": "Usage: /bind GRID-CODE, e.g. /bind YG-A",
+        "bind.unknown": "There is no grid with code {code}: check linli.toml.",
+        "bind.direct": "Send /bind in the group you want to bind.",
+        "refuse.bind.role": "Only the grid's secretary or grid leader may bind a chat.",
+        "mine.list": lambda p, lang: "Your orders:\n" + _items(p, lang),
+        "mine.none": "You have no open orders.",
+        "open.list": lambda p, lang: f"Open orders in {p['grid']}:\n" + _items(p, lang),
+        "open.none": "No open orders in {grid}.",
+        "stats.summary": _stats,
+        "points.list": _points,
+        "points.none": "Nobody has earned points yet.",
+        "lang.done": "OK, I will answer you in English.",
+        "lang.usage": "Usage: /lang en or /lang zh",
+        "help": HELP_EN,
+        "direct.hint": "Please report problems in your estate's group and I will file them. Send /help for more.",
+        "unknown_command": "I don't know /{name}. Send /help to see what I can do.",
+        "order.unknown": "There is no order #{number}.",
+        "button.stale": "This button no longer works.",
+        "error.internal": "Sorry, something went wrong. Your message is kept; please try again shortly.",
+        "usage.assign": "Usage: /assign #12 @handler or /assign #12 team name",
+        "usage.accept": "Usage: /accept #12",
+        "usage.return": "Usage: /return #12 reason",
+        "usage.claim": "Usage: /claim #12",
+        "usage.done": "Usage: reply to the order with a photo, or /done #12 with a photo",
+        "usage.rate": "Usage: /rate #12 5 (1 to 5 stars)",
+        "usage.status": "Usage: /status #12",
+        "usage.cancel": "Usage: /cancel #12 reason",
+        "usage.merge": "Usage: /merge #13 #12 (merge #13 into #12)",
+        "usage.escalate": "Usage: /escalate #12 reason",
+        "usage.report_back": "Usage: /ack #12",
+        "usage.follow": "Usage: /follow #12",
+        "refuse.assign.role": "Only a secretary or grid leader may dispatch orders.",
+        "refuse.assign.state": "#{number} can't be assigned now.",
+        "refuse.assign.target": "Please say who should take it.",
+        "refuse.accept.role": "#{number} is not assigned to you.",
+        "refuse.accept.state": "#{number} can't be accepted now.",
+        "refuse.return.role": "#{number} is not yours to return.",
+        "refuse.return.state": "#{number} can't be returned now.",
+        "refuse.return.reason": "Please give a reason for returning it.",
+        "refuse.claim.role": "Only volunteers and handlers may claim orders.",
+        "refuse.claim.state": "Someone is already working on #{number}.",
+        "refuse.done.role": "#{number} is not yours to finish.",
+        "refuse.done.state": "#{number} can't be finished now.",
+        "refuse.done.photo": "Finishing #{number} needs a photo of the work: reply to this message with one.",
+        "refuse.rate.role": "You didn't report #{number}; only its reporter and followers may rate it.",
+        "refuse.rate.state": "#{number} isn't finished yet; rate it when it is.",
+        "refuse.rate.score": "Please give 1 to 5 stars, e.g. /rate #{number} 5",
+        "refuse.rate.twice": "You have rated #{number} already, thank you!",
+        "refuse.merge.role": "Only a secretary or grid leader may merge orders.",
+        "refuse.merge.state": "#{number} is finished and can't be merged.",
+        "refuse.merge.target": "It can't be merged into that order.",
+        "refuse.cancel.role": "Only the reporter or a secretary may cancel #{number}.",
+        "refuse.cancel.state": "#{number} is already finished.",
+        "refuse.cancel.started": "Work on #{number} has started: ask the secretary to cancel it.",
+        "refuse.cancel.reason": "Please give a reason: /cancel #{number} reason",
+        "refuse.escalate.role": "Only a secretary or grid leader may escalate.",
+        "refuse.escalate.state": "#{number} is already finished.",
+        "refuse.escalate.top": "#{number} is already at the top level.",
+        "refuse.report_back.role": "Only the level it was escalated to may report in.",
+        "refuse.report_back.state": "#{number} is already finished.",
+        "refuse.report_back.none": "#{number} was not escalated.",
+        "refuse.follow.role": "You can't follow #{number}.",
+        "refuse.follow.state": "#{number} is already finished.",
+        "remind.before": lambda p, lang: f"{_mentions(p)} #{p['number']}: {p['minutes']} minutes left to "
+                                          f"{_milestone(p, lang)}.".lstrip(),
+        "remind.due": lambda p, lang: f"{_mentions(p)} #{p['number']}: the {_milestone(p, lang)} deadline "
+                                       "is now.".lstrip(),
+        "remind.overdue": lambda p, lang: f"⚠ #{p['number']} is {p['minutes']} minutes past its "
+                                           f"{_milestone(p, lang)} deadline: please follow up. "
+                                           f"{_mentions(p)}".rstrip(),
+    },
+}
+
+
+def _milestone(p: dict[str, Any], lang: str) -> str:
+    labels = {"zh": {"response": "响应", "resolution": "办结"}, "en": {"response": "respond", "resolution": "finish"}}
+    return labels[lang].get(p.get("milestone", ""), "")
+
+
+def render(text: Text, lang: str = "zh") -> str:
+    catalogue = CATALOGUE.get(lang, CATALOGUE["zh"])
+    entry = catalogue.get(text.key) or CATALOGUE["zh"].get(text.key)
+    if entry is None:
+        return text.key
+    if callable(entry):
+        return entry(text.params, lang)
+    return entry.format(**text.params)

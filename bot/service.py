@@ -1,0 +1,87 @@
+"""`linli run`: every configured transport and the scheduler, until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Protocol
+
+from bot.settings import Settings, SettingsError
+from bot.wiring import configure_logging, open_core
+from handlers.protocol import Kind, Outgoing
+from handlers.router import Linli
+from scheduler.runner import SweepRunner
+
+log = logging.getLogger(__name__)
+
+
+class Running(Protocol):
+    """A transport that `linli run` starts and stops."""
+
+    service: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def deliver(self, actions: list[Outgoing]) -> None: ...
+
+
+def transports(core: Linli, settings: Settings, *, webhook: str | None, listen: str) -> list[Running]:
+    found: list[Running] = []
+    if settings.telegram_token is not None:
+        from bot.telegram import TelegramTransport
+
+        found.append(TelegramTransport(core, settings, webhook=webhook, listen=listen))
+    if settings.matrix_homeserver:
+        if not settings.matrix_user or not (settings.matrix_password or settings.matrix_token):
+            raise SettingsError("LINLI_MATRIX_USER and LINLI_MATRIX_PASSWORD (or LINLI_MATRIX_TOKEN) are needed "
+                                "with LINLI_MATRIX_HOMESERVER")
+        from bot.matrix import MatrixTransport
+
+        found.append(MatrixTransport(core, settings))
+    if not found:
+        raise SettingsError("no transport: set LINLI_TELEGRAM_TOKEN, or LINLI_MATRIX_HOMESERVER with "
+                            "LINLI_MATRIX_USER and LINLI_MATRIX_PASSWORD (try `linli console` for a local chat)")
+    return found
+
+
+def route(running: list[Running]):  # type: ignore[no-untyped-def]
+    """Deliver each action through the transport of its service (direct messages: the first that can)."""
+
+    async def deliver(actions: list[Outgoing]) -> None:
+        for transport in running:
+            mine = [a for a in actions if a.service in ("", transport.service) or a.kind is Kind.DIRECT]
+            if mine:
+                await transport.deliver(mine)
+
+    return deliver
+
+
+def serve(settings: Settings, *, webhook: str | None = None, listen: str = "127.0.0.1:8443") -> None:
+    configure_logging(settings.log_level)
+    core = open_core(settings)
+    running = transports(core, settings, webhook=webhook, listen=listen)
+    asyncio.run(_serve(core, settings, running))
+
+
+async def _serve(core: Linli, settings: Settings, running: list[Running]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    for transport in running:
+        await transport.start()
+        log.info("%s transport started", transport.service)
+    sweeper = SweepRunner(core.engine, core.community, core.clock, route(running), every=settings.sweep_seconds)
+    sweeper.start()
+    try:
+        await stop.wait()
+    finally:
+        sweeper.shutdown()
+        for transport in reversed(running):
+            await transport.stop()
+        log.info("stopped")

@@ -1,0 +1,72 @@
+"""Chat commands: every command has a Chinese and an English name, and full-width forms work too."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from handlers.triage.normalize import fold
+
+# verb → names people type. The first Chinese and the first English name are the ones shown in help.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "report": ("报事", "報事", "report", "new"),
+    "assign": ("派单", "派單", "assign", "dispatch"),
+    "accept": ("接单", "接單", "accept"),
+    "return": ("退单", "退單", "return"),
+    "claim": ("认领", "認領", "claim"),
+    "done": ("办结", "辦結", "done", "finish"),
+    "rate": ("评价", "評價", "rate"),
+    "status": ("进度", "進度", "status"),
+    "mine": ("我的", "mine", "my"),
+    "open": ("待办", "待辦", "open", "list"),
+    "stats": ("统计", "統計", "stats"),
+    "cancel": ("撤销", "撤銷", "cancel", "undo"),
+    "merge": ("合并", "合併", "merge"),
+    "escalate": ("吹哨", "escalate", "whistle"),
+    "report_back": ("报到", "報到", "ack"),
+    "follow": ("关注", "關注", "follow"),
+    "bind": ("绑定", "綁定", "bind"),
+    "points": ("积分", "積分", "points"),
+    "lang": ("语言", "語言", "lang", "language"),
+    "help": ("帮助", "幫助", "help", "start"),
+}
+_BY_NAME = {name.lower(): verb for verb, names in COMMANDS.items() for name in names}
+_COMMAND = re.compile(r"^/([^\s@/]+)(?:@(\S+))?\s*(.*)$", re.S)
+_ORDER_NUMBER = re.compile(r"#\s*(\d{1,9})\b")
+_MENTION = re.compile(r"@(\S+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    verb: str | None  # None: a slash word that is no command of ours
+    name: str  # as typed, to quote back
+    rest: str  # the text after the command, cleaned
+    lang: str  # the language of the name used
+
+    @property
+    def numbers(self) -> list[int]:
+        return [int(n) for n in _ORDER_NUMBER.findall(self.rest)]
+
+    @property
+    def mentions(self) -> list[str]:
+        return [name.rstrip(",，。") for name in _MENTION.findall(self.rest)]
+
+    @property
+    def words(self) -> list[str]:
+        """The arguments that are neither order numbers nor mentions."""
+        stripped = _MENTION.sub(" ", _ORDER_NUMBER.sub(" ", self.rest))
+        return stripped.split()
+
+
+def parse(text: str, bot_names: frozenset[str] = frozenset()) -> Command | None:
+    """Read a command from the start of a message; None if the message is not a command."""
+    folded = fold(text)
+    match = _COMMAND.match(folded)
+    if not match:
+        return None
+    name, addressee, rest = match[1], match[2], match[3].strip()
+    if addressee and bot_names and addressee.lower() not in bot_names:
+        return None  # "/report@OtherBot" is for another bot
+    verb = _BY_NAME.get(name.lower())
+    lang = "en" if name.isascii() else "zh"
+    return Command(verb, name, rest, lang)

@@ -1,0 +1,153 @@
+"""点单: a resident's message becomes an order (or a follow of one, or nothing at all)."""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import select
+
+from handlers import orders
+from handlers.lifecycle import OPEN_STATES, Action
+from handlers.protocol import Button, Text
+from handlers.triage import Triage, triage
+from handlers.turn import Turn
+from storage import repo
+from storage.models import Follower, Grid, Order, Photo, Prompt
+
+# "+1", "我也是", "同上", "我家也停水了": the same problem as an open order, not a new one.
+FOLLOW_WORDS = re.compile(r"^\s*(\+\s*1(?!\d)|＋１|我也是|我也一样|同上|同问|我家也|一样|顶|me too|same here)", re.I)
+FOLLOW_MAX_CHARS = 30
+CONFIDENT = 0.75  # at or above: filed at once; below (but a request): ask the sender first
+UNSURE = 0.55
+
+
+def buildings_of(turn: Turn) -> set[str] | None:
+    """The building numbers this community knows, or None when it lists none (then any is fine)."""
+    known = {grid.building for grid in turn.community.config.grids if grid.building}
+    return known or None
+
+
+def judge(turn: Turn, text: str, *, explicit: bool) -> Triage:
+    config = turn.community.config
+    return triage(text, landmarks=config.landmarks, buildings=buildings_of(turn), explicit=explicit)
+
+
+def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
+    """File `text` as an order if it is one; explicit reports always are."""
+    if not text.strip() and not turn.incoming.photos:
+        if explicit:
+            turn.reply("report.empty")
+        return None
+    verdict = judge(turn, text or "[图片]", explicit=explicit)
+    if not verdict.is_request:
+        return None
+    if not explicit and verdict.confidence < CONFIDENT:
+        if verdict.confidence >= UNSURE:
+            ask_to_file(turn, text)
+        return None
+    return file_order(turn, text, verdict)
+
+
+def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
+    db, person = turn.db, turn.person
+    assert person.id is not None and turn.chat.id is not None
+    grid = _grid_for(turn, verdict)
+    order = Order(
+        community_id=turn.community.grid_id,
+        number=repo.next_number(db, turn.community.grid_id),
+        text=text,
+        title=orders.title_of(text) or "[图片]",
+        category=verdict.category or "other",
+        urgency=verdict.urgency or "blue",
+        matter=verdict.matter or "minor",
+        building=verdict.location.building,
+        unit=verdict.location.unit,
+        room=verdict.location.room,
+        grid_id=grid.id or turn.community.grid_id,
+        chat_id=turn.chat.id,
+        reporter_id=person.id,
+        confidence=verdict.confidence,
+        created_at=turn.now,
+    )
+    db.add(order)
+    db.flush()
+    detail = {"triage": verdict.as_json()}
+    if verdict.location.landmark:
+        detail["landmark"] = verdict.location.landmark
+    event = repo.add_event(db, order, Action.REPORT.value, person.id, None, turn.now, chat_id=turn.chat.id,
+                           message_ref=turn.incoming.message_id, detail=detail)
+    db.flush()
+    for ref in turn.incoming.photos:
+        db.add(Photo(order_id=order.id or 0, event_id=event.id, service=turn.incoming.service, ref=ref,
+                     purpose="report", at=turn.now))
+    orders.post_card(turn, order, key="card.filed")
+    if order.urgency == "red":
+        orders.tell_chat(turn, order, "alert.red", notify=orders.dispatchers_of(db, order),
+                         category=order.category)
+    if not turn.chat.bound and not turn.chat.is_direct:
+        orders.tell_chat(turn, order, "chat.unbound", notify=orders.dispatchers_of(db, order))
+    return order
+
+
+def _grid_for(turn: Turn, verdict: Triage) -> Grid:
+    """The chat's grid, or the building grid below it that the place names."""
+    grid = turn.grid
+    building = verdict.location.building
+    if building:
+        for config in turn.community.config.grids:
+            if config.building == building:
+                found = repo.grid_by_code(turn.db, config.code)
+                if found and found.path.startswith(grid.path):
+                    return found
+    return grid
+
+
+def ask_to_file(turn: Turn, text: str) -> None:
+    """An unsure request: a quiet question to the sender, kept in the database until answered."""
+    assert turn.person.id is not None
+    prompt = Prompt(kind="file", person_id=turn.person.id, chat_id=turn.chat.id,
+                    payload={"text": text, "message_ref": turn.incoming.message_id}, created_at=turn.now)
+    turn.db.add(prompt)
+    turn.db.flush()
+    buttons = ((Button(Text("btn.yes"), f"pr:{prompt.id}:y"), Button(Text("btn.no"), f"pr:{prompt.id}:n")),)
+    turn.reply("prompt.file", buttons=buttons)
+
+
+def answer_prompt(turn: Turn, prompt_id: int, yes: bool) -> None:
+    prompt = turn.db.get(Prompt, prompt_id)
+    if prompt is None or prompt.answered_at is not None:
+        turn.refuse("prompt.gone")
+        return
+    if prompt.person_id != turn.person.id:
+        turn.refuse("prompt.not_yours")
+        return
+    prompt.answered_at = turn.now
+    turn.db.add(prompt)
+    if yes:
+        text = prompt.payload.get("text", "")
+        file_order(turn, text, judge(turn, text, explicit=True))
+    else:
+        turn.alert("prompt.dropped")
+
+
+def follow(turn: Turn, order: Order) -> None:
+    """The speaker has the same problem: follow the order instead of filing a new one."""
+    if not orders.attempt(turn, order, Action.FOLLOW):
+        return
+    turn.db.add(Follower(order_id=order.id or 0, person_id=turn.person.id or 0))
+    turn.reply("follow.added", number=order.number, name=turn.person.name)
+
+
+def is_follow(text: str) -> bool:
+    return len(text) <= FOLLOW_MAX_CHARS and bool(FOLLOW_WORDS.match(text))
+
+
+def latest_open_order(turn: Turn) -> Order | None:
+    """The most recent open order of this chat: what a bare "+1" most likely answers."""
+    query = (
+        select(Order)
+        .where(Order.chat_id == turn.chat.id, Order.state.in_([s.value for s in OPEN_STATES]))  # type: ignore[attr-defined]
+        .order_by(Order.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    )
+    return turn.db.exec(query).first()

@@ -1,0 +1,220 @@
+"""Moving orders through the lifecycle and showing them: the steps every use case shares."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from handlers import deadlines
+from handlers.lifecycle import OPEN_STATES, Action, Change, OrderView, Refusal, State, may, transition
+from handlers.protocol import Button, Kind, Outgoing, Text
+from handlers.triage.normalize import mask_private
+from handlers.turn import Turn
+from storage import repo
+from storage.models import Chat, Grid, Order, Person, Team
+
+TITLE_CHARS = 24
+
+
+def view(db: Session, order: Order) -> OrderView:
+    assert order.id is not None
+    return OrderView(
+        id=order.id,
+        state=State(order.state),
+        reporter_id=order.reporter_id,
+        assignee_id=order.assignee_id,
+        team_id=order.team_id,
+        level=order.level,
+        rating_round=order.rating_round,
+        follower_ids=repo.follower_ids(db, order.id),
+        rater_ids=repo.rater_ids(db, order),
+    )
+
+
+def may_act(turn: Turn, order: Order, action: Action) -> bool:
+    return may(view(turn.db, order), turn.actor(turn.db.get(Grid, order.grid_id)), action)
+
+
+def apply(turn: Turn, order: Order, action: Action, *, note: str | None = None, **params: Any) -> Change:
+    """Check and carry out `action` on `order` for the speaker, store it with its event."""
+    grid = turn.db.get(Grid, order.grid_id)
+    change = transition(view(turn.db, order), action, turn.actor(grid), turn.now, **params)
+    for name, value in change.fields.items():
+        setattr(order, name, value)
+    order.state = change.to_state.value
+    _follow_deadlines(turn, order, change)
+    turn.db.add(order)
+    repo.add_event(
+        turn.db, order, action.value, turn.person.id, change.from_state.value, turn.now,
+        chat_id=turn.chat.id, message_ref=turn.incoming.message_id,
+        detail={**change.detail, "note": note} if note else change.detail,
+    )
+    turn.db.flush()
+    return change
+
+
+def attempt(turn: Turn, order: Order, action: Action, **params: Any) -> bool:
+    """`apply`, answering the speaker politely when the rules say no."""
+    try:
+        apply(turn, order, action, **params)
+    except Refusal as refusal:
+        turn.refuse(refusal.key, number=order.number, **refusal.params)
+        return False
+    return True
+
+
+def _follow_deadlines(turn: Turn, order: Order, change: Change) -> None:
+    policy = turn.community.config.sla
+    match change.action:
+        case Action.ASSIGN:
+            deadlines.start(turn.db, order, policy, turn.now)
+        case Action.CLAIM:
+            deadlines.start(turn.db, order, policy, turn.now, responded=True)
+        case Action.ACCEPT:
+            deadlines.met(turn.db, order, "response")
+        case Action.RETURN if change.to_state is State.REPORTED:
+            deadlines.stop(turn.db, order)
+        case Action.DONE | Action.MERGE | Action.CANCEL | Action.RATE:
+            deadlines.stop(turn.db, order)
+
+
+def local(moment: datetime | None, tz: ZoneInfo) -> str | None:
+    return moment.astimezone(tz).strftime("%m-%d %H:%M") if moment else None
+
+
+def place_label(order: Order) -> str:
+    parts = [f"{order.building}栋" if order.building else "", f"{order.unit}单元" if order.unit else ""]
+    return "".join(parts) + (order.room or "")
+
+
+def card_params(db: Session, order: Order, tz: ZoneInfo, now: datetime) -> dict[str, Any]:
+    team = db.get(Team, order.team_id) if order.team_id else None
+    assignee = db.get(Person, order.assignee_id) if order.assignee_id else None
+    return {
+        "number": order.number,
+        "title": order.title,
+        "category": order.category,
+        "urgency": order.urgency,
+        "matter": order.matter,
+        "place": place_label(order),
+        "state": order.state,
+        "team": team.name if team else None,
+        "assignee": assignee.name if assignee else None,
+        "respond_due": local(order.respond_due, tz) if order.state == State.ASSIGNED else None,
+        "resolve_due": local(order.resolve_due, tz) if order.state in OPEN_STATES else None,
+        "level": order.level,
+        "overdue": bool(order.resolve_due and order.state in OPEN_STATES and order.resolve_due < now),
+    }
+
+
+def card_buttons(order: Order) -> tuple[tuple[Button, ...], ...]:
+    """The buttons that fit the order's state; who may press them is checked on the press."""
+    n = order.id
+
+    def button(key: str, data: str) -> Button:
+        return Button(Text(key), data)
+
+    match State(order.state):
+        case State.REPORTED | State.REOPENED:
+            return ((button("btn.assign", f"asg:{n}"), button("btn.claim", f"clm:{n}"),
+                     button("btn.cancel", f"cxl:{n}")),)
+        case State.ASSIGNED:
+            return ((button("btn.accept", f"acc:{n}"), button("btn.return", f"ret:{n}")),)
+        case State.IN_PROGRESS:
+            return ((button("btn.done", f"don:{n}"), button("btn.return", f"ret:{n}")),)
+        case State.RESOLVED:
+            return (tuple(Button(Text("btn.star", {"score": s}), f"rt:{n}:{s}") for s in range(1, 6)),)
+    return ()
+
+
+def order_chat(db: Session, order: Order) -> Chat | None:
+    return db.get(Chat, order.chat_id) if order.chat_id else None
+
+
+def post_card(turn: Turn, order: Order, key: str = "card") -> None:
+    """Post the order's card where the order lives (or here, if it lives nowhere else)."""
+    chat = order_chat(turn.db, order) or turn.chat
+    turn.out.append(
+        Outgoing(
+            Kind.CARD,
+            Text(key, card_params(turn.db, order, turn.community.tz, turn.now)),
+            lang=turn.chat_lang if chat.id != turn.chat.id or not turn.incoming.is_direct else turn.lang,
+            service=chat.service,
+            chat_id=chat.external_id,
+            order_id=order.id,
+            reply_to=turn.incoming.message_id if chat.id == turn.chat.id else None,
+            buttons=card_buttons(order),
+        )
+    )
+
+
+def update_card(turn: Turn, order: Order) -> None:
+    turn.out.append(
+        Outgoing(
+            Kind.UPDATE_CARD,
+            Text("card", card_params(turn.db, order, turn.community.tz, turn.now)),
+            lang=turn.chat_lang,
+            order_id=order.id,
+            buttons=card_buttons(order),
+        )
+    )
+
+
+def tell_chat(
+    turn: Turn,
+    order: Order,
+    key: str,
+    *,
+    notify: list[Person] | None = None,
+    buttons: tuple[tuple[Button, ...], ...] = (),
+    photo: str | None = None,
+    **params: Any,
+) -> None:
+    """Say something about an order in its chat, naming the people who need to act."""
+    chat = order_chat(turn.db, order) or turn.chat
+    people = [p for p in (notify or []) if p is not None]
+    turn.out.append(
+        Outgoing(
+            Kind.SEND,
+            Text(key, {"number": order.number, "names": [p.name for p in people], **params}),
+            lang=turn.chat_lang,
+            service=chat.service,
+            chat_id=chat.external_id,
+            order_id=order.id,
+            reply_to=turn.incoming.message_id if chat.id == turn.chat.id else None,
+            buttons=buttons,
+            photo=photo,
+            mentions=turn.mentions(people),
+        )
+    )
+
+
+def title_of(text: str) -> str:
+    line = mask_private(text).strip().splitlines()[0] if text.strip() else ""
+    return line[:TITLE_CHARS] + ("…" if len(line) > TITLE_CHARS else "")
+
+
+def dispatchers_of(db: Session, order: Order) -> list[Person]:
+    grid = db.get(Grid, order.grid_id)
+    assert grid is not None
+    return repo.people_with_role_over(db, grid, "dispatcher")
+
+
+def handlers_of(db: Session, order: Order) -> list[Person]:
+    """Who should act on the order now: its assignee, or else its team."""
+    if order.assignee_id:
+        person = db.get(Person, order.assignee_id)
+        return [person] if person else []
+    if order.team_id:
+        return repo.team_members(db, order.team_id)
+    return []
+
+
+def interested(db: Session, order: Order) -> list[Person]:
+    """The reporter and followers: told about progress, asked to rate."""
+    ids = [order.reporter_id, *sorted(repo.follower_ids(db, order.id or 0))]
+    found = repo.people(db, ids)
+    return [found[i] for i in ids if i in found]

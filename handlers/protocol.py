@@ -1,0 +1,83 @@
+"""The one seam between the core and every chat service.
+
+A transport turns what its service delivers into an `Incoming`, calls the core, and turns the
+`Outgoing` actions that come back into its service's calls. Outgoing texts are `Text` values (a
+catalogue key plus parameters) so the core never holds user-facing wording: `bot/render.py` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A message to render: a catalogue key and its parameters."""
+
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: Text
+    data: str  # opaque, short, no secrets: "acc:42"; state lives in the database
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """Someone named in a message, resolved by the transport where the service can."""
+
+    name: str
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    service: str  # "console", "telegram", "matrix"
+    chat_id: str  # the service's id of the chat or room
+    sender_id: str  # the service's id of the sender
+    sender_name: str
+    text: str = ""
+    message_id: str | None = None  # used to drop duplicate deliveries
+    chat_title: str | None = None
+    is_direct: bool = False
+    photos: tuple[str, ...] = ()  # service file references (file_id, mxc://…, path)
+    reply_to: str | None = None  # message id this message answers
+    button: str | None = None  # Button.data of a pressed button
+    mentions: tuple[Mention, ...] = ()
+    mentions_bot: bool = False
+    sender_is_admin: bool = False  # a chat admin: a dispatcher in zero-config
+
+
+class Kind(StrEnum):
+    SEND = "send"  # a message to a chat
+    CARD = "card"  # post an order card to a chat
+    UPDATE_CARD = "update_card"  # edit every posted card of an order in place
+    DIRECT = "direct"  # a direct message to a person
+    ALERT = "alert"  # a short answer to a button press, seen only by who pressed it
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    kind: Kind
+    text: Text
+    lang: str = "zh"
+    service: str = ""
+    chat_id: str = ""  # for SEND and CARD
+    person_id: int | None = None  # for DIRECT
+    order_id: int | None = None  # the order this is about, so replies to it act on the order
+    reply_to: str | None = None
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    photo: str | None = None  # a service file reference to show with the message
+    mentions: tuple[Mention, ...] = ()
+
+
+class Transport(Protocol):
+    """What each chat service implements to carry the core's actions."""
+
+    service: str
+
+    async def deliver(self, actions: list[Outgoing]) -> None: ...

@@ -1,0 +1,96 @@
+"""Questions people ask the bot: an order's progress, my orders, what is open, the rates, help."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from handlers import orders, stats
+from handlers.lifecycle import OPEN_STATES
+from handlers.turn import Turn
+from storage import repo
+from storage.models import Grid, Order
+
+PERIODS = {
+    "今天": "today", "今日": "today", "today": "today",
+    "本周": "week", "这周": "week", "week": "week",
+    "本月": "month", "这个月": "month", "month": "month",
+    "全部": "all", "all": "all",
+}
+_OPEN = [state.value for state in OPEN_STATES]
+
+
+def status(turn: Turn, order: Order) -> None:
+    """The order's card, posted again here, with its latest step."""
+    orders.post_card(turn, order)
+
+
+def mine(turn: Turn) -> None:
+    found = repo.orders_of_person(turn.db, turn.person.id or 0, [*_OPEN, "resolved"])
+    turn.reply("mine.list" if found else "mine.none", items=[_line(o, turn.now) for o in found])
+
+
+def open_orders(turn: Turn) -> None:
+    grids = [grid.id for grid in repo.grids_below(turn.db, _scope(turn)) if grid.id]
+    found = repo.open_orders(turn.db, grids, _OPEN)
+    turn.reply("open.list" if found else "open.none", items=[_line(o, turn.now) for o in found], grid=_scope(turn).name)
+
+
+def _line(order: Order, now: datetime) -> dict:
+    return {"number": order.number, "title": order.title, "state": order.state, "urgency": order.urgency,
+            "place": orders.place_label(order),
+            "overdue": bool(order.resolve_due and order.resolve_due < now)}
+
+
+def _scope(turn: Turn) -> Grid:
+    """The grid a chat asks about: its own, or the whole community if it is not bound yet."""
+    if turn.chat.bound:
+        return turn.grid
+    grid = turn.db.get(Grid, turn.community.grid_id)
+    assert grid is not None
+    return grid
+
+
+def period_start(word: str | None, now: datetime, turn: Turn) -> tuple[str, datetime | None]:
+    period = PERIODS.get((word or "本月").lower(), "month")
+    local = now.astimezone(turn.community.tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = {
+        "today": midnight,
+        "week": midnight - timedelta(days=local.weekday()),
+        "month": midnight.replace(day=1),
+        "all": None,
+    }[period]
+    return period, start
+
+
+def rates(turn: Turn, word: str | None) -> None:
+    period, since = period_start(word, turn.now, turn)
+    scope = _scope(turn)
+    grid_ids = [g.id for g in repo.grids_below(turn.db, scope) if g.id]
+    overall = stats.rates(turn.db, turn.community.grid_id, turn.now, since=since, grid_ids=grid_ids)
+    teams = stats.rates(turn.db, turn.community.grid_id, turn.now, group="team", since=since, grid_ids=grid_ids)
+    turn.reply("stats.summary", period=period, grid=scope.name,
+               overall=overall[0].as_json() if overall else None,
+               teams=[row.as_json() for row in teams if row.key is not None])
+
+
+def points(turn: Turn) -> None:
+    board = stats.ranking(turn.db)
+    turn.reply("points.list" if board else "points.none", items=board)
+
+
+def set_language(turn: Turn, word: str | None) -> None:
+    lang = {"en": "en", "english": "en", "英文": "en", "zh": "zh", "中文": "zh", "chinese": "zh"}.get(
+        (word or "").lower()
+    )
+    if lang is None:
+        turn.reply("lang.usage")
+        return
+    turn.person.lang = lang
+    turn.db.add(turn.person)
+    turn.lang = lang
+    turn.reply("lang.done")
+
+
+def help_text(turn: Turn) -> None:
+    turn.reply("help")

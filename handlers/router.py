@@ -1,0 +1,267 @@
+"""The core's front door: one `Incoming` in, the `Outgoing` actions back, every change stored first."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from handlers import dispatch, escalation, intake, queries, rating, work
+from handlers.clock import Clock
+from handlers.commands import Command, parse
+from handlers.community import CommunityConfig
+from handlers.protocol import Incoming, Kind, Outgoing, Text
+from handlers.roster import apply_roster
+from handlers.triage.normalize import clean, language_of
+from handlers.turn import Community, Turn
+from storage import repo
+from storage.db import session
+from storage.models import Chat, Identity, MessageLink, Order, Person
+
+log = logging.getLogger(__name__)
+MAX_TEXT = 20_000  # longer messages are kept up to this many characters
+DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
+
+
+class Linli:
+    """The bot's core, independent of any chat service."""
+
+    def __init__(self, engine: Engine, config: CommunityConfig, clock: Clock,
+                 bot_names: frozenset[str] = frozenset()) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.bot_names = frozenset(name.lower() for name in bot_names | DEFAULT_BOT_NAMES)
+        self._mention = re.compile("|".join(f"@{re.escape(name)}" for name in self.bot_names), re.I)
+        with session(engine) as db:
+            self.community: Community = apply_roster(db, config)
+
+    # --- messages in ---------------------------------------------------------------------
+    def handle(self, incoming: Incoming) -> list[Outgoing]:
+        now = self.clock.now()
+        with session(self.engine) as db:
+            if incoming.message_id and not repo.record_delivery(
+                db, incoming.service, incoming.chat_id, incoming.message_id, now
+            ):
+                return []
+            turn = self._turn(db, incoming, now)
+            try:
+                self._route(turn)
+                db.commit()
+            except IntegrityError:
+                db.rollback()
+                log.info("dropped a duplicate delivery of %s", incoming.message_id)
+                return []
+            except Exception:
+                db.rollback()
+                log.exception("could not handle %r", incoming)
+                return [_sorry(incoming, turn.lang)]
+        return turn.out
+
+    def _turn(self, db: Session, incoming: Incoming, now: datetime) -> Turn:
+        chat = self._chat(db, incoming)
+        person = self._person(db, incoming)
+        text = clean(incoming.text)
+        lang = person.lang or chat.lang or language_of(text, self.community.lang)
+        return Turn(db, now, incoming, self.community, chat, person, lang)
+
+    def _chat(self, db: Session, incoming: Incoming) -> Chat:
+        chat = repo.chat_by_external(db, incoming.service, incoming.chat_id)
+        if chat is None:
+            chat = Chat(service=incoming.service, external_id=incoming.chat_id, title=incoming.chat_title,
+                        grid_id=self.community.unsorted_grid_id, is_direct=incoming.is_direct)
+            db.add(chat)
+            db.flush()
+        return chat
+
+    def _person(self, db: Session, incoming: Incoming) -> Person:
+        identity = repo.identity_of(db, incoming.service, incoming.sender_id)
+        if identity is not None:
+            person = db.get(Person, identity.person_id)
+            assert person is not None
+            if incoming.is_direct and identity.direct_chat != incoming.chat_id:
+                identity.direct_chat = incoming.chat_id
+                db.add(identity)
+            return person
+        person = Person(name=clean(incoming.sender_name)[:128] or incoming.sender_id)
+        db.add(person)
+        db.flush()
+        db.add(Identity(person_id=person.id or 0, service=incoming.service, external_id=incoming.sender_id,
+                        direct_chat=incoming.chat_id if incoming.is_direct else None))
+        return person
+
+    def _route(self, turn: Turn) -> None:
+        incoming = turn.incoming
+        text = clean(incoming.text)[:MAX_TEXT]
+        if incoming.button:
+            self._press(turn, incoming.button)
+            return
+        command = parse(text, self.bot_names)
+        if command is not None:
+            if command.lang == "en" and turn.person.lang is None:
+                turn.lang = "en"
+            self._command(turn, command)
+            return
+        replied = self._replied_order(turn)
+        if incoming.photos and replied is not None:
+            work.done(turn, replied, incoming.photos)
+            return
+        if intake.is_follow(text):
+            target = replied or intake.latest_open_order(turn)
+            if target is not None and target.reporter_id != turn.person.id:
+                intake.follow(turn, target)
+            return
+        if incoming.is_direct and not incoming.mentions_bot:
+            turn.reply("direct.hint")
+            return
+        if incoming.mentions_bot:
+            text = self._mention.sub("", text).strip()
+        intake.report(turn, text, explicit=incoming.mentions_bot)
+
+    def _replied_order(self, turn: Turn) -> Order | None:
+        if not turn.incoming.reply_to:
+            return None
+        return repo.order_for_message(turn.db, turn.incoming.service, turn.incoming.chat_id,
+                                      turn.incoming.reply_to)
+
+    # --- commands --------------------------------------------------------------------------
+    def _command(self, turn: Turn, command: Command) -> None:
+        verb = command.verb
+        if verb is None:
+            turn.reply("unknown_command", name=command.name)
+            return
+        simple: dict[str, Callable[[], None]] = {
+            "help": lambda: queries.help_text(turn),
+            "mine": lambda: queries.mine(turn),
+            "open": lambda: queries.open_orders(turn),
+            "stats": lambda: queries.rates(turn, _first(command.words)),
+            "points": lambda: queries.points(turn),
+            "lang": lambda: queries.set_language(turn, _first(command.words)),
+            "bind": lambda: dispatch.bind(turn, _first(command.words)),
+        }
+        if verb in simple:
+            simple[verb]()
+            return
+        if verb == "report":
+            intake.report(turn, command.rest, explicit=True)
+            return
+        order = self._order_of(turn, command)
+        if order is None:
+            return
+        self._order_command(turn, verb, command, order)
+
+    def _order_of(self, turn: Turn, command: Command) -> Order | None:
+        numbers = command.numbers
+        if numbers:
+            order = repo.order_by_number(turn.db, self.community.grid_id, numbers[0])
+            if order is None:
+                turn.reply("order.unknown", number=numbers[0])
+            return order
+        order = self._replied_order(turn)
+        if order is None:
+            turn.reply(f"usage.{command.verb}")
+        return order
+
+    def _order_command(self, turn: Turn, verb: str, command: Command, order: Order) -> None:
+        words = command.words
+        match verb:
+            case "assign":
+                target = command.mentions[0] if command.mentions else " ".join(words) or None
+                dispatch.assign(turn, order, target)
+            case "accept":
+                work.accept(turn, order)
+            case "return":
+                dispatch.give_back(turn, order, None, words)
+            case "claim":
+                work.claim(turn, order)
+            case "done":
+                work.done(turn, order, turn.incoming.photos)
+            case "rate":
+                score = next((int(w) for w in words if w.isdigit()), None)
+                comment = " ".join(w for w in words if not w.isdigit()) or None
+                rating.rate(turn, order, score, comment)
+            case "status":
+                queries.status(turn, order)
+            case "cancel":
+                dispatch.cancel(turn, order, " ".join(words) or None)
+            case "merge":
+                numbers = command.numbers
+                into = repo.order_by_number(turn.db, self.community.grid_id, numbers[1]) if len(numbers) > 1 else None
+                if into is None:
+                    turn.reply("usage.merge")
+                    return
+                dispatch.merge(turn, order, into)
+            case "escalate":
+                escalation.escalate(turn, order, " ".join(words) or None)
+            case "report_back":
+                escalation.report_back(turn, order)
+            case "follow":
+                intake.follow(turn, order)
+
+    # --- buttons ---------------------------------------------------------------------------
+    def _press(self, turn: Turn, data: str) -> None:
+        verb, _, rest = data.partition(":")
+        ident, _, arg = rest.partition(":")
+        if not ident.isdigit():
+            turn.alert("button.stale")
+            return
+        if verb == "pr":
+            intake.answer_prompt(turn, int(ident), arg == "y")
+            return
+        order = turn.db.get(Order, int(ident))
+        if order is None or order.community_id != self.community.grid_id:
+            turn.alert("button.stale")
+            return
+        match verb:
+            case "asg":
+                dispatch.assign_button(turn, order, arg or None)
+            case "acc":
+                work.accept(turn, order)
+            case "ret":
+                dispatch.give_back(turn, order, arg or None, [])
+            case "clm":
+                work.claim(turn, order)
+            case "don":
+                work.done(turn, order, ())
+            case "rt":
+                rating.rate(turn, order, int(arg) if arg.isdigit() else None)
+            case "cxl":
+                dispatch.cancel(turn, order, "undo")
+            case "fol":
+                intake.follow(turn, order)
+            case "st":
+                queries.status(turn, order)
+            case _:
+                turn.alert("button.stale")
+
+    # --- messages out ----------------------------------------------------------------------
+    def sent(self, action: Outgoing, message_ref: str) -> None:
+        """A transport posted `action` as `message_ref`: replies to it now act on its order."""
+        if action.order_id is None or action.kind not in (Kind.SEND, Kind.CARD):
+            return
+        with session(self.engine) as db:
+            db.add(MessageLink(order_id=action.order_id, service=action.service, chat=action.chat_id,
+                               message_ref=message_ref, is_card=action.kind is Kind.CARD))
+            db.commit()
+
+    def cards(self, order_id: int, service: str) -> list[MessageLink]:
+        """Where an order's cards stand on one service, to edit them in place."""
+        with session(self.engine) as db:
+            return [link for link in repo.card_links(db, order_id) if link.service == service]
+
+    def person(self, person_id: int, service: str) -> tuple[Person | None, Identity | None]:
+        with session(self.engine) as db:
+            return db.get(Person, person_id), repo.identities(db, [person_id], service).get(person_id)
+
+
+def _first(words: list[str]) -> str | None:
+    return words[0] if words else None
+
+
+def _sorry(incoming: Incoming, lang: str) -> Outgoing:
+    return Outgoing(Kind.SEND, Text("error.internal"), lang=lang, service=incoming.service,
+                    chat_id=incoming.chat_id, reply_to=incoming.message_id)

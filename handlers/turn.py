@@ -1,0 +1,122 @@
+"""One message's unit of work: who speaks, where, in which language, and what the bot will answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from handlers.community import CommunityConfig
+from handlers.lifecycle import Actor, Capacity
+from handlers.protocol import Button, Incoming, Kind, Mention, Outgoing, Text
+from storage import repo
+from storage.models import Chat, Grid, Person
+
+
+@dataclass
+class Community:
+    """The community the bot serves, as loaded into the database."""
+
+    config: CommunityConfig
+    grid_id: int
+    unsorted_grid_id: int
+    tz: ZoneInfo
+
+    @property
+    def lang(self) -> str:
+        return self.config.community.lang
+
+
+@dataclass
+class Turn:
+    db: Session
+    now: datetime
+    incoming: Incoming
+    community: Community
+    chat: Chat
+    person: Person
+    lang: str
+    out: list[Outgoing] = field(default_factory=list)
+    _grid: Grid | None = None
+
+    @property
+    def chat_lang(self) -> str:
+        """What the whole chat reads: cards and notices use it, replies use the speaker's."""
+        return self.chat.lang or self.community.lang
+
+    @property
+    def grid(self) -> Grid:
+        if self._grid is None or self._grid.id != self.chat.grid_id:
+            grid = self.db.get(Grid, self.chat.grid_id)
+            assert grid is not None
+            self._grid = grid
+        return self._grid
+
+    # --- who is speaking -------------------------------------------------------------------
+    def actor(self, grid: Grid | None = None) -> Actor:
+        """The speaker's roles over `grid` (the chat's grid by default) and their teams."""
+        grid = grid or self.grid
+        assert self.person.id is not None
+        roles: set[Capacity] = set()
+        ancestors = {int(part) for part in grid.path.strip("/").split("/") if part}
+        if repo.role_grid_ids(self.db, self.person.id, "dispatcher") & ancestors:
+            roles.add(Capacity.DISPATCHER)
+        if repo.role_grid_ids(self.db, self.person.id, "supervisor") & ancestors:
+            roles.add(Capacity.SUPERVISOR)
+        if self.incoming.sender_is_admin and self.community.config.community.admins_are_dispatchers:
+            roles.add(Capacity.DISPATCHER)
+        teams = repo.teams_of(self.db, self.person.id)
+        return Actor(
+            person_id=self.person.id,
+            roles=frozenset(roles),
+            team_ids=frozenset(team.id for team in teams if team.id is not None),
+            volunteer=any(team.kind == "volunteers" for team in teams),
+        )
+
+    # --- what the bot says -----------------------------------------------------------------
+    def reply(
+        self,
+        key: str,
+        *,
+        buttons: tuple[tuple[Button, ...], ...] = (),
+        order_id: int | None = None,
+        **params: object,
+    ) -> None:
+        """Answer in the chat the message came from, as a reply to it."""
+        self.out.append(
+            Outgoing(
+                Kind.SEND,
+                Text(key, params),
+                lang=self.lang,
+                service=self.incoming.service,
+                chat_id=self.incoming.chat_id,
+                reply_to=self.incoming.message_id,
+                buttons=buttons,
+                order_id=order_id,
+            )
+        )
+
+    def alert(self, key: str, **params: object) -> None:
+        """A short answer to a button press, seen only by who pressed it."""
+        self.out.append(
+            Outgoing(Kind.ALERT, Text(key, params), lang=self.lang, service=self.incoming.service,
+                     chat_id=self.incoming.chat_id, reply_to=self.incoming.message_id)
+        )
+
+    def refuse(self, key: str, **params: object) -> None:
+        """Say no: as an alert to a button press, as a reply to a typed command."""
+        if self.incoming.button:
+            self.alert(key, **params)
+        else:
+            self.reply(key, **params)
+
+    def mentions(self, people: list[Person]) -> tuple[Mention, ...]:
+        return mentions_on(self.db, people, self.incoming.service)
+
+
+def mentions_on(db: Session, people: list[Person], service: str) -> tuple[Mention, ...]:
+    """People to name in a message, with their ids on `service` where they have one."""
+    found = repo.identities(db, [p.id for p in people if p.id], service)
+    return tuple(Mention(p.name, found[p.id].external_id if p.id in found else None) for p in people)

@@ -1,0 +1,45 @@
+"""办单: handlers accept and claim orders and finish them with a photo."""
+
+from __future__ import annotations
+
+from handlers import orders
+from handlers.lifecycle import Action
+from handlers.protocol import Button, Text
+from handlers.turn import Turn
+from storage import repo
+from storage.models import Order, Photo
+
+
+def accept(turn: Turn, order: Order) -> None:
+    if not orders.attempt(turn, order, Action.ACCEPT):
+        return
+    orders.update_card(turn, order)
+    orders.tell_chat(turn, order, "accept.done", name=turn.person.name)
+
+
+def claim(turn: Turn, order: Order) -> None:
+    if not orders.attempt(turn, order, Action.CLAIM):
+        return
+    orders.update_card(turn, order)
+    orders.tell_chat(turn, order, "claim.done", name=turn.person.name,
+                     resolve_due=orders.local(order.resolve_due, turn.community.tz))
+
+
+def done(turn: Turn, order: Order, photos: tuple[str, ...]) -> None:
+    """办结 needs a photo of the finished work; then the reporter and followers are asked to rate."""
+    if not photos:
+        if orders.may_act(turn, order, Action.DONE):
+            turn.reply("refuse.done.photo", order_id=order.id, number=order.number)
+        else:
+            turn.refuse("refuse.done.role", number=order.number)
+        return
+    if not orders.attempt(turn, order, Action.DONE, photos=photos):
+        return
+    events = repo.events_of(turn.db, order.id)
+    for ref in photos:
+        turn.db.add(Photo(order_id=order.id, event_id=events[-1].id, service=turn.incoming.service,
+                          ref=ref, purpose="completion", at=turn.now))
+    orders.update_card(turn, order)
+    stars = (tuple(Button(Text("btn.star", {"score": s}), f"rt:{order.id}:{s}") for s in range(1, 6)),)
+    orders.tell_chat(turn, order, "done.rate", notify=orders.interested(turn.db, order), buttons=stars,
+                     photo=photos[0], name=turn.person.name)

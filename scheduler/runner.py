@@ -1,0 +1,62 @@
+"""APScheduler wakes the sweep; the sweep reads the database; transports post what it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Engine
+
+from handlers.clock import Clock
+from handlers.protocol import Outgoing
+from handlers.turn import Community
+from scheduler.sweep import sweep
+
+log = logging.getLogger(__name__)
+Deliver = Callable[[list[Outgoing]], Awaitable[None]]
+
+
+class SweepRunner:
+    """Runs the sweep every `every` seconds on an asyncio loop; a slow run is never doubled."""
+
+    def __init__(self, engine: Engine, community: Community, clock: Clock, deliver: Deliver,
+                 every: float = 15.0) -> None:
+        self.engine = engine
+        self.community = community
+        self.clock = clock
+        self.deliver = deliver
+        self.every = every
+        self.runs = 0
+        self._ran = asyncio.Condition()
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        self._scheduler.add_job(self.tick, "interval", seconds=self.every, max_instances=1, coalesce=True,
+                                id="sweep", misfire_grace_time=None)
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    async def tick(self) -> int:
+        try:
+            actions = sweep(self.engine, self.community, self.clock.now())
+            if actions:
+                await self.deliver(actions)
+        except Exception:
+            log.exception("sweep failed; the due rows stay due and are tried again")
+            actions = []
+        async with self._ran:
+            self.runs += 1
+            self._ran.notify_all()
+        return len(actions)
+
+    async def wait_runs(self, count: int = 1, timeout: float = 5.0) -> None:
+        """Wait until the scheduler has run the sweep `count` more times (the demo's fast clock)."""
+        async with self._ran:
+            target = self.runs + count
+            await asyncio.wait_for(self._ran.wait_for(lambda: self.runs >= target), timeout)
