@@ -81,3 +81,43 @@ class Transport(Protocol):
     service: str
 
     async def deliver(self, actions: list[Outgoing]) -> None: ...
+
+
+def to_json(action: Outgoing) -> dict[str, Any]:
+    """An action as plain data, to park it in the outbox."""
+    return {
+        "kind": action.kind.value,
+        "text": {"key": action.text.key, "params": action.text.params},
+        "lang": action.lang,
+        "service": action.service,
+        "chat_id": action.chat_id,
+        "person_id": action.person_id,
+        "order_id": action.order_id,
+        "reply_to": action.reply_to,
+        "buttons": [[{"label": _text_json(b.label), "data": b.data} for b in row] for row in action.buttons],
+        "photo": action.photo,
+        "mentions": [{"name": m.name, "external_id": m.external_id} for m in action.mentions],
+    }
+
+
+def from_json(data: dict[str, Any]) -> Outgoing:
+    return Outgoing(
+        kind=Kind(data["kind"]),
+        text=Text(data["text"]["key"], data["text"]["params"]),
+        lang=data["lang"],
+        service=data["service"],
+        chat_id=data["chat_id"],
+        person_id=data["person_id"],
+        order_id=data["order_id"],
+        reply_to=data["reply_to"],
+        buttons=tuple(
+            tuple(Button(Text(b["label"]["key"], b["label"]["params"]), b["data"]) for b in row)
+            for row in data["buttons"]
+        ),
+        photo=data["photo"],
+        mentions=tuple(Mention(m["name"], m["external_id"]) for m in data["mentions"]),
+    )
+
+
+def _text_json(text: Text) -> dict[str, Any]:
+    return {"key": text.key, "params": text.params}

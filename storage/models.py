@@ -238,3 +238,27 @@ class Prompt(SQLModel, table=True):
     payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime
     answered_at: datetime | None = None
+
+
+class TransportState(SQLModel, table=True):
+    """What a transport must remember across restarts: a Matrix sync token, a Telegram update offset."""
+
+    service: str = Field(max_length=16, primary_key=True)
+    key: str = Field(max_length=64, primary_key=True)
+    value: str
+
+
+class Outbox(SQLModel, table=True):
+    """Actions a transport could not send yet: kept here and tried again, so nothing is lost."""
+
+    __table_args__ = (Index("ix_outbox_due", "sent_at", "next_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    service: str = Field(max_length=16)
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    next_at: datetime
+    error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+    given_up: bool = False

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 12:13:37.290439
+Create Date: 2026-11-23 12:23:48.573307
 
 """
 from collections.abc import Sequence
@@ -47,6 +47,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_grid_community_id'), ['community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_grid_path'), ['path'], unique=False)
 
+    op.create_table('outbox',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('service', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('given_up', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_due', ['sent_at', 'next_at'], unique=False)
+
     op.create_table('person',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
@@ -58,6 +73,12 @@ def upgrade() -> None:
     with op.batch_alter_table('person', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_person_name'), ['name'], unique=False)
 
+    op.create_table('transportstate',
+    sa.Column('service', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('value', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.PrimaryKeyConstraint('service', 'key')
+    )
     op.create_table('chat',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('service', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -365,10 +386,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_chat_grid_id'))
 
     op.drop_table('chat')
+    op.drop_table('transportstate')
     with op.batch_alter_table('person', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_person_name'))
 
     op.drop_table('person')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_due')
+
+    op.drop_table('outbox')
     with op.batch_alter_table('grid', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_grid_path'))
         batch_op.drop_index(batch_op.f('ix_grid_community_id'))
