@@ -98,6 +98,7 @@ def bench(
     only: Annotated[list[str] | None, typer.Option(help="Run only these benchmarks.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     messages: Annotated[int, typer.Option(help="Messages for the intake benchmark.")] = 3000,
+    orders: Annotated[int, typer.Option(help="Open orders for the sweep and rates benchmarks.")] = 100_000,
 ) -> None:
     """Measure intake, triage, the sweep and the rates on the storage LINLI_DATABASE_URL names."""
     import os
@@ -105,7 +106,12 @@ def bench(
     from bot.bench import run_benchmarks
 
     url = os.environ.get("LINLI_DATABASE_URL")
-    results = run_benchmarks(url, only=set(only or []), messages=messages, console=None if as_json else console)
+    try:
+        results = run_benchmarks(url, only=set(only or []), messages=messages, orders=orders,
+                                 console=None if as_json else console)
+    except ValueError as error:
+        console.print(f"[red]linli bench: {error}[/]")
+        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(results, ensure_ascii=False))
 

@@ -24,7 +24,7 @@ from storage.db import session
 from storage.models import Chat, Identity, MessageLink, Order, Person
 
 log = logging.getLogger(__name__)
-MAX_TEXT = 20_000  # longer messages are kept up to this many characters
+MAX_TEXT = 64_000  # longer messages are kept up to this many characters
 DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
 
 

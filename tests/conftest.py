@@ -5,3 +5,16 @@ pytest_plugins = [
     "tests.servers.synapse",
     "tests.servers.postgres",
 ]
+
+
+import pytest  # noqa: E402
+
+from tests.neighbourhood import Neighbourhood  # noqa: E402
+
+
+@pytest.fixture
+def hood(tmp_path) -> Neighbourhood:  # type: ignore[no-untyped-def]
+    """The example neighbourhood (linli.example.toml) on a fresh SQLite file."""
+    neighbourhood = Neighbourhood(f"sqlite:///{tmp_path / 'linli.db'}")
+    yield neighbourhood
+    neighbourhood.engine.dispose()

@@ -1,0 +1,244 @@
+"""`linli bench`: how fast the parts that matter are, on the storage `LINLI_DATABASE_URL` names.
+
+Each benchmark returns a dict of figures; names may be added, never renamed (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, insert
+
+from bot.render import render
+from bot.settings import load_community
+from bot.wiring import open_storage
+from handlers import stats
+from handlers.clock import ManualClock
+from handlers.protocol import Incoming
+from handlers.router import Linli
+from scheduler.sweep import sweep
+from storage.models import Order, Reminder
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "linli.example.toml"
+PLACES = ["3栋2单元", "5号楼", "7幢1单元301", "12#楼", "2-1-502", "B区5栋", "北门", "地下车库"]
+PROBLEMS = ["楼道灯坏了，晚上黑漆漆的", "电梯门关不上", "垃圾堆了好几天没人清理", "门口有车堵住了消防通道",
+            "楼上装修从早上七点开始砸墙", "水管漏水了，麻烦来看看", "路灯不亮", "单元门禁刷不开"]
+CHATTER = ["收到，谢谢", "早上好", "好的", "【通知】周六上午义诊", "哈哈哈"]
+
+
+def _messages(count: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.choice(PLACES)}{rng.choice(PROBLEMS)}" if i % 4 else rng.choice(CHATTER) for i in range(count)]
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def bench_intake(url: str, messages: int) -> dict[str, Any]:
+    """Message → triage → stored order and event → rendered reply, one transaction per message."""
+    engine = open_storage(url)
+    core = Linli(engine, load_community(EXAMPLE), ManualClock())
+    texts = _messages(messages + 200)
+    latencies: list[float] = []
+
+    def one(i: int, text: str) -> None:
+        incoming = Incoming(service="bench", chat_id="阳光小区业主群", sender_id=f"u{i % 50}", sender_name=f"居民{i % 50}",
+                            text=text, message_id=f"m{i}")
+        for action in core.handle(incoming):
+            render(action.text, action.lang)
+
+    for i, text in enumerate(texts[:200]):  # warm caches, jieba and the first statements
+        one(i, text)
+    started = time.perf_counter()
+    for i, text in enumerate(texts[200:], 200):
+        begin = time.perf_counter()
+        one(i, text)
+        latencies.append(time.perf_counter() - begin)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    baseline = bench_bare_sqlite(messages)
+    per_s = messages / elapsed
+    return {"per_s": round(per_s, 1), "p50_ms": round(statistics.median(latencies) * 1000, 3),
+            "p99_ms": round(_percentile(latencies, 0.99) * 1000, 3), "baseline_per_s": round(baseline, 1),
+            "ratio": round(per_s / baseline, 3), "messages": messages}
+
+
+def bench_bare_sqlite(messages: int) -> float:
+    """The floor: the same inserts with the bare sqlite3 module, one transaction per message."""
+    with tempfile.TemporaryDirectory() as scratch:
+        db = sqlite3.connect(Path(scratch) / "bare.db", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript("""
+            CREATE TABLE delivery (id INTEGER PRIMARY KEY, service TEXT, chat TEXT, ref TEXT, at TEXT,
+                                   UNIQUE (service, chat, ref));
+            CREATE TABLE counter (community INTEGER PRIMARY KEY, next INTEGER);
+            CREATE TABLE orders (id INTEGER PRIMARY KEY, community INTEGER, number INTEGER, text TEXT,
+                                 category TEXT, state TEXT, created_at TEXT, UNIQUE (community, number));
+            CREATE TABLE event (id INTEGER PRIMARY KEY, order_id INTEGER, action TEXT, at TEXT, detail TEXT);
+            INSERT INTO counter VALUES (1, 1);
+        """)
+        texts = _messages(messages)
+        started = time.perf_counter()
+        for i, text in enumerate(texts):
+            now = datetime.now(UTC).isoformat()
+            db.execute("BEGIN")
+            db.execute("INSERT INTO delivery (service, chat, ref, at) VALUES ('bench', 'g', ?, ?)", (f"m{i}", now))
+            number = db.execute("UPDATE counter SET next = next + 1 WHERE community = 1 RETURNING next").fetchone()[0]
+            cursor = db.execute("INSERT INTO orders (community, number, text, category, state, created_at) "
+                                "VALUES (1, ?, ?, 'facilities', 'reported', ?)", (number - 1, text, now))
+            db.execute("INSERT INTO event (order_id, action, at, detail) VALUES (?, 'report', ?, '{}')",
+                       (cursor.lastrowid, now))
+            db.execute("COMMIT")
+        elapsed = time.perf_counter() - started
+        db.close()
+    return messages / elapsed
+
+
+def bench_triage(count: int = 5000) -> dict[str, Any]:
+    from handlers.triage import triage
+
+    first_ms = _first_triage_ms()
+    texts = _messages(count, seed=11)
+    triage(texts[0])
+    started = time.perf_counter()
+    for text in texts:
+        triage(text)
+    elapsed = time.perf_counter() - started
+    return {"per_s": round(count / elapsed, 1), "first_ms": first_ms, "messages": count}
+
+
+def _first_triage_ms() -> float:
+    """From a fresh interpreter's start to its first classified message (imports and models included)."""
+    script = ("import time; t=time.perf_counter(); from handlers.triage import triage; "
+              "triage('3栋2单元楼道灯坏了'); print((time.perf_counter()-t)*1000)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    return round(float(done.stdout.strip()), 1)
+
+
+def _fill_orders(engine: Engine, core: Linli, count: int, due_share: float) -> datetime:
+    """`count` open orders with their reminders, a `due_share` of which are due now."""
+    now = core.clock.now()
+    community, grid = core.community.grid_id, core.community.grid_id
+    batch = 20_000
+    with engine.begin() as connection:
+        start_id = connection.execute(Order.__table__.select().with_only_columns(Order.__table__.c.id)
+                                      .order_by(Order.__table__.c.id.desc()).limit(1)).scalar() or 0
+    for offset in range(0, count, batch):
+        orders, reminders = [], []
+        for i in range(offset, min(count, offset + batch)):
+            order_id = start_id + i + 1
+            due = now - timedelta(minutes=1) if i < count * due_share else now + timedelta(hours=5)
+            orders.append({"id": order_id, "community_id": community, "number": 1_000_000 + order_id,
+                           "text": "bench", "title": "bench", "category": "facilities", "urgency": "blue",
+                           "matter": "minor", "grid_id": grid, "reporter_id": 1, "state": "in_progress",
+                           "level": 0, "rating_round": 0, "confidence": 1.0, "created_at": now - timedelta(hours=1),
+                           "assigned_at": now - timedelta(hours=1), "accepted_at": now - timedelta(minutes=50),
+                           "resolve_due": due})
+            reminders.append({"order_id": order_id, "milestone": "resolution", "step": "before", "due_at": due,
+                              "void": False})
+        with engine.begin() as connection:
+            connection.execute(insert(Order), orders)
+            connection.execute(insert(Reminder), reminders)
+    return now
+
+
+def _seed_person(core: Linli) -> None:
+    core.handle(Incoming(service="bench", chat_id="g", sender_id="seed", sender_name="seed", text="hi"))
+
+
+def bench_sweep(url: str, orders: int) -> dict[str, Any]:
+    """One sweep over `orders` open orders of which 0.1% are due (the indexes make it cheap)."""
+    engine = open_storage(url)
+    core = Linli(engine, load_community(EXAMPLE), ManualClock())
+    _seed_person(core)
+    now = _fill_orders(engine, core, orders, due_share=0.001)
+    sweep(engine, core.community, now - timedelta(days=1))  # warm the statement cache
+    started = time.perf_counter()
+    actions = sweep(engine, core.community, now)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return {"orders": orders, "ms": round(elapsed * 1000, 1), "due": round(orders * 0.001), "actions": len(actions)}
+
+
+def bench_rates(url: str, orders: int) -> dict[str, Any]:
+    """The three rates over `orders` orders, per community and per team."""
+    engine = open_storage(url)
+    core = Linli(engine, load_community(EXAMPLE), ManualClock())
+    _seed_person(core)
+    now = _fill_orders(engine, core, orders, due_share=0.0)
+    from storage.db import session
+
+    with session(engine) as db:
+        started = time.perf_counter()
+        overall = stats.rates(db, core.community.grid_id, now)
+        elapsed = time.perf_counter() - started
+    engine.dispose()
+    return {"orders": orders, "ms": round(elapsed * 1000, 1), "counted": overall[0].reported if overall else 0}
+
+
+def run_benchmarks(url: str | None, *, only: set[str], messages: int = 3000, orders: int = 100_000,
+                   console: Console | None = None) -> dict[str, Any]:
+    """Run the chosen benchmarks, each on a fresh database (a temporary SQLite file unless `url`)."""
+    results: dict[str, Any] = {}
+    plan: dict[str, Callable[[str], dict[str, Any]]] = {
+        "intake": lambda db: bench_intake(db, messages),
+        "triage": lambda db: bench_triage(),
+        "sweep": lambda db: bench_sweep(db, orders),
+        "rates": lambda db: bench_rates(db, orders),
+    }
+    unknown = only - set(plan)
+    if unknown:
+        raise ValueError(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(plan)}")
+    with tempfile.TemporaryDirectory(prefix="linli-bench-") as scratch:
+        for number, (name, run) in enumerate(plan.items()):
+            if only and name not in only:
+                continue
+            db_url = url or f"sqlite:///{Path(scratch) / f'{name}-{number}.db'}"
+            if url and url.startswith("postgresql"):
+                _reset_postgres(url)
+            if console:
+                console.print(f"[dim]running {name}…[/]")
+            results[name] = run(db_url)
+    results["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if console:
+        _print(results, console)
+    return results
+
+
+def _reset_postgres(url: str) -> None:
+    """Benchmarks on PostgreSQL start from an empty schema each time."""
+    from sqlalchemy import text
+
+    from storage.db import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def _print(results: dict[str, Any], console: Console) -> None:
+    table = Table(title="linli bench")
+    table.add_column("benchmark")
+    table.add_column("figures")
+    for name, figures in results.items():
+        table.add_row(name, json.dumps(figures, ensure_ascii=False))
+    console.print(table)

@@ -1,0 +1,62 @@
+"""Storage: the migrations build exactly the models' schema, on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+from storage.db import make_engine
+from storage.migrate import upgrade
+from tests.neighbourhood import Neighbourhood
+
+
+def _differences(url: str) -> list:
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    engine.dispose()
+    return diff
+
+
+def test_migrations_from_an_empty_sqlite_database_match_the_models(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert _differences(f"sqlite:///{tmp_path / 'fresh.db'}") == []
+
+
+def test_migrations_from_an_empty_postgresql_database_match_the_models(postgres_url: str) -> None:
+    assert _differences(postgres_url) == []
+
+
+def test_upgrading_twice_changes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path / 'twice.db'}")
+    upgrade(engine)
+    upgrade(engine)
+    assert "work_order" in inspect(engine).get_table_names()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_the_whole_loop_on_postgresql(postgres_url: str) -> None:
+    hood = Neighbourhood(postgres_url)
+    number = hood.report()
+    hood.resolved(number)
+    hood.press("王阿姨", "★5")
+    hood.expect("谢谢评价")
+    hood.later(hours=2)
+    hood.expect_silence()
+    assert hood.order(number).state == "closed"
+    hood.engine.dispose()
+
+
+def test_order_numbers_are_per_community_and_never_reused(hood: Neighbourhood) -> None:
+    numbers = [hood.report(text=f"{n}号楼路灯坏了") for n in range(1, 4)]
+    hood.press("王阿姨", "撤销", hood.card(3))
+    assert numbers == [1, 2, 3]
+    assert hood.report(text="5号楼路灯坏了") == 4
