@@ -58,7 +58,7 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
     latencies: list[float] = []
 
     def one(i: int, text: str) -> None:
-        incoming = Incoming(service="bench", chat_id="阳光小区业主群", sender_id=f"u{i % 50}",
+        incoming = Incoming(service="console", chat_id="阳光小区业主群", sender_id=f"u{i % 50}",
                             sender_name=f"居民{i % 50}", text=text, message_id=f"m{i}")
         for action in core.handle(incoming):
             render(action.text, action.lang)

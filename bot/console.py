@@ -6,6 +6,7 @@ Everyone is typed by name: `/as 王阿姨` switches who speaks, `/in 群名` whi
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,13 +44,14 @@ class ConsoleChat:
         self.messages: list[Posted] = []
         self.admins: set[str] = set()
         self._ids = itertools.count(1)
+        self._session = secrets.token_hex(3)  # message ids stay unique across console sessions on one database
         self._on_post = on_post
 
     # --- people speak ----------------------------------------------------------------------
     def say(self, who: str, text: str = "", *, chat: str = "群", photos: tuple[str, ...] = (),
             reply_to: Posted | str | None = None, message_id: str | None = None,
             direct: bool = False) -> list[Posted]:
-        posted = self._post(Posted(message_id or f"m{next(self._ids)}", chat, who, text,
+        posted = self._post(Posted(message_id or f"{self._session}-m{next(self._ids)}", chat, who, text,
                                    photo=photos[0] if photos else None))
         reply_ref = reply_to.id if isinstance(reply_to, Posted) else reply_to
         incoming = Incoming(
@@ -64,7 +66,7 @@ class ConsoleChat:
         target, data = self._find_button(label, message)
         incoming = Incoming(
             service=SERVICE, chat_id=target.chat, sender_id=who, sender_name=who, button=data,
-            message_id=f"cb{next(self._ids)}", reply_to=target.id, sender_is_admin=who in self.admins,
+            message_id=f"{self._session}-cb{next(self._ids)}", reply_to=target.id, sender_is_admin=who in self.admins,
         )
         return self.deliver_now(self.core.handle(incoming))
 
@@ -103,8 +105,8 @@ class ConsoleChat:
             chat = f"私聊:{person.name if person else action.person_id}"
         elif action.kind is Kind.ALERT:
             private = "presser"
-        return Posted(f"b{next(self._ids)}", chat, self.bot_name, text, _labels(action.buttons, action.lang),
-                      action.order_id, action.photo, private_to=private)
+        return Posted(f"{self._session}-b{next(self._ids)}", chat, self.bot_name, text,
+                      _labels(action.buttons, action.lang), action.order_id, action.photo, private_to=private)
 
     def _edit_cards(self, action: Outgoing) -> list[Posted]:
         refs = {link.message_ref for link in self.core.cards(action.order_id or 0, SERVICE)}

@@ -9,9 +9,10 @@ from sqlalchemy import Engine
 
 from bot.settings import Settings, load_community
 from handlers.clock import Clock, SystemClock
-from handlers.community import CommunityConfig
+from handlers.community import CommunityConfig, zero_config
+from handlers.roster import stored_community
 from handlers.router import Linli
-from storage.db import make_engine
+from storage.db import make_engine, session
 from storage.migrate import upgrade
 
 
@@ -25,8 +26,16 @@ def open_storage(url: str) -> Engine:
 def open_core(settings: Settings, *, clock: Clock | None = None, config: CommunityConfig | None = None,
               bot_names: frozenset[str] = frozenset()) -> Linli:
     engine = open_storage(settings.database_url)
-    community = config or load_community(Path(settings.config))
+    community = config or _community(engine, Path(settings.config))
     return Linli(engine, community, clock or SystemClock(), bot_names=bot_names)
+
+
+def _community(engine: Engine, path: Path) -> CommunityConfig:
+    """The community file if there is one; else the community this database last ran; else zero-config."""
+    if path.exists():
+        return load_community(path)
+    with session(engine) as db:
+        return stored_community(db) or zero_config()
 
 
 def configure_logging(level: str) -> None:

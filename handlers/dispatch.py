@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from sqlalchemy import update
+from sqlmodel import col
+
 from handlers import orders
 from handlers.lifecycle import RETURN_REASONS, Action, Capacity
 from handlers.protocol import Button, Text
 from handlers.turn import Turn
 from storage import repo
-from storage.models import Follower, Order, Person, Team
+from storage.models import Follower, Order, Person, Prompt, Team
 
 
 def assign(turn: Turn, order: Order, target: str | None) -> None:
     """Assign to a person (@name) or a team (by name); without a target, offer the teams as buttons."""
+    if not orders.may_act(turn, order, Action.ASSIGN):
+        turn.refuse("refuse.assign.role")
+        return
     if target is None:
         _offer_teams(turn, order)
         return
@@ -49,9 +55,6 @@ def _resolve_target(turn: Turn, target: str) -> tuple[Person | None, Team | None
 
 
 def _offer_teams(turn: Turn, order: Order) -> None:
-    if not orders.may_act(turn, order, Action.ASSIGN):
-        turn.refuse("refuse.assign.role")
-        return
     teams = repo.teams_in(turn.db, turn.community.grid_id)
     if not teams:
         turn.refuse("assign.no_teams")
@@ -130,15 +133,15 @@ def bind(turn: Turn, code: str | None) -> None:
     if not code:
         turn.reply("bind.usage")
         return
-    grid = repo.grid_by_code(turn.db, code)
-    if grid is None or grid.community_id != turn.community.grid_id:
+    grid = next((g for g in turn.community.grids.values() if g.code == code and g.level != "unsorted"), None)
+    if grid is None:
         turn.reply("bind.unknown", code=code)
         return
     actor = turn.actor(grid)
     if not actor.roles & {Capacity.DISPATCHER, Capacity.SUPERVISOR}:
         turn.refuse("refuse.bind.role")
         return
-    turn.chat.grid_id = grid.id or turn.chat.grid_id
-    turn.chat.bound = True
-    turn.db.add(turn.chat)
+    turn.chat = turn.directory.bind(turn.db, turn.chat, grid.id or turn.chat.grid_id)
+    turn.db.execute(update(Prompt).where(col(Prompt.kind) == "bind", col(Prompt.chat_id) == turn.chat.id)
+                    .values(answered_at=turn.now))
     turn.reply("bind.done", grid=grid.name, code=grid.code)

@@ -6,16 +6,14 @@ from handlers import orders
 from handlers.lifecycle import Action
 from handlers.turn import Turn
 from storage import repo
-from storage.models import Grid, Order
+from storage.models import Order
 
 
 def escalate(turn: Turn, order: Order, reason: str | None) -> None:
     if not orders.attempt(turn, order, Action.ESCALATE, reason=reason):
         return
     orders.update_card(turn, order)
-    grid = turn.db.get(Grid, order.grid_id)
-    assert grid is not None
-    supervisors = repo.people_with_role_over(turn.db, grid, "supervisor")
+    supervisors = repo.people_with_role_over(turn.db, turn.community.grid(order.grid_id).path, "supervisor")
     orders.tell_chat(turn, order, "escalate.done", notify=supervisors, level=order.level, reason=reason)
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from handlers import orders
 from handlers.lifecycle import OPEN_STATES, Action
 from handlers.protocol import Button, Text
 from handlers.triage import Triage, triage
-from handlers.turn import Turn
+from handlers.turn import GridInfo, Turn
 from storage import repo
-from storage.models import Follower, Grid, Order, Photo, Prompt
+from storage.models import Event, Follower, Order, Photo, Prompt
 
 # "+1", "我也是", "同上", "我家也停水了": the same problem as an open order, not a new one.
 FOLLOW_WORDS = re.compile(r"^\s*(\+\s*1(?!\d)|＋１|我也是|我也一样|同上|同问|我家也|一样|顶|me too|same here)", re.I)
@@ -69,37 +69,42 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
         confidence=verdict.confidence,
         created_at=turn.now,
     )
-    db.add(order)
-    db.flush()
+    # Plain inserts rather than the unit of work: filing is the hot path of every busy group.
+    order.id = repo.insert_row(db, order)
     detail = {"triage": verdict.as_json()}
     if verdict.location.landmark:
         detail["landmark"] = verdict.location.landmark
-    event = repo.add_event(db, order, Action.REPORT.value, person.id, None, turn.now, chat_id=turn.chat.id,
-                           message_ref=turn.incoming.message_id, detail=detail)
-    db.flush()
+    event_id = repo.insert_row(db, Event(order_id=order.id, action=Action.REPORT.value, actor_id=person.id,
+                                         to_state=order.state, at=turn.now, chat_id=turn.chat.id,
+                                         message_ref=turn.incoming.message_id, detail=detail))
     for ref in turn.incoming.photos:
-        db.add(Photo(order_id=order.id or 0, event_id=event.id, service=turn.incoming.service, ref=ref,
-                     purpose="report", at=turn.now))
+        repo.insert_row(db, Photo(order_id=order.id, event_id=event_id, service=turn.incoming.service, ref=ref,
+                                  purpose="report", at=turn.now))
     orders.post_card(turn, order, key="card.filed")
     if order.urgency == "red":
         orders.tell_chat(turn, order, "alert.red", notify=orders.dispatchers_of(db, order),
                          category=order.category)
     if not turn.chat.bound and not turn.chat.is_direct:
-        orders.tell_chat(turn, order, "chat.unbound", notify=orders.dispatchers_of(db, order))
+        ask_to_bind(turn, order)
     return order
 
 
-def _grid_for(turn: Turn, verdict: Triage) -> Grid:
+def ask_to_bind(turn: Turn, order: Order) -> None:
+    """A chat nobody has bound yet: ask the dispatchers once, not at every report."""
+    asked = turn.db.exec(
+        select(Prompt.id).where(Prompt.kind == "bind", Prompt.chat_id == turn.chat.id,
+                                col(Prompt.answered_at).is_(None))
+    ).first()
+    if asked is not None:
+        return
+    turn.db.add(Prompt(kind="bind", person_id=turn.person.id, chat_id=turn.chat.id, created_at=turn.now))
+    orders.tell_chat(turn, order, "chat.unbound", notify=orders.dispatchers_of(turn.db, order))
+
+
+def _grid_for(turn: Turn, verdict: Triage) -> GridInfo:
     """The chat's grid, or the building grid below it that the place names."""
-    grid = turn.grid
     building = verdict.location.building
-    if building:
-        for config in turn.community.config.grids:
-            if config.building == building:
-                found = repo.grid_by_code(turn.db, config.code)
-                if found and found.path.startswith(grid.path):
-                    return found
-    return grid
+    return (building and turn.community.building_grid(building, turn.grid)) or turn.grid
 
 
 def ask_to_file(turn: Turn, text: str) -> None:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from handlers import deadlines
+from handlers.directory import ChatInfo
 from handlers.lifecycle import OPEN_STATES, Action, Change, OrderView, Refusal, State, may, transition
 from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.triage.normalize import mask_private
@@ -35,12 +36,12 @@ def view(db: Session, order: Order) -> OrderView:
 
 
 def may_act(turn: Turn, order: Order, action: Action) -> bool:
-    return may(view(turn.db, order), turn.actor(turn.db.get(Grid, order.grid_id)), action)
+    return may(view(turn.db, order), turn.actor(turn.community.grid(order.grid_id)), action)
 
 
 def apply(turn: Turn, order: Order, action: Action, *, note: str | None = None, **params: Any) -> Change:
     """Check and carry out `action` on `order` for the speaker, store it with its event."""
-    grid = turn.db.get(Grid, order.grid_id)
+    grid = turn.community.grid(order.grid_id)
     change = transition(view(turn.db, order), action, turn.actor(grid), turn.now, **params)
     for name, value in change.fields.items():
         setattr(order, name, value)
@@ -130,13 +131,16 @@ def card_buttons(order: Order) -> tuple[tuple[Button, ...], ...]:
     return ()
 
 
-def order_chat(db: Session, order: Order) -> Chat | None:
-    return db.get(Chat, order.chat_id) if order.chat_id else None
+def where_it_lives(turn: Turn, order: Order) -> Chat | ChatInfo:
+    """The chat an order was reported in (or this one, if it has none)."""
+    if order.chat_id is None or order.chat_id == turn.chat.id:
+        return turn.chat
+    return turn.db.get(Chat, order.chat_id) or turn.chat
 
 
 def post_card(turn: Turn, order: Order, key: str = "card") -> None:
     """Post the order's card where the order lives (or here, if it lives nowhere else)."""
-    chat = order_chat(turn.db, order) or turn.chat
+    chat = where_it_lives(turn, order)
     turn.out.append(
         Outgoing(
             Kind.CARD,
@@ -174,7 +178,7 @@ def tell_chat(
     **params: Any,
 ) -> None:
     """Say something about an order in its chat, naming the people who need to act."""
-    chat = order_chat(turn.db, order) or turn.chat
+    chat = where_it_lives(turn, order)
     people = [p for p in (notify or []) if p is not None]
     turn.out.append(
         Outgoing(
@@ -200,7 +204,7 @@ def title_of(text: str) -> str:
 def dispatchers_of(db: Session, order: Order) -> list[Person]:
     grid = db.get(Grid, order.grid_id)
     assert grid is not None
-    return repo.people_with_role_over(db, grid, "dispatcher")
+    return repo.people_with_role_over(db, grid.path, "dispatcher")
 
 
 def handlers_of(db: Session, order: Order) -> list[Person]:

@@ -1,4 +1,6 @@
-"""Nothing is lost when a send fails: the action is parked in the database and tried again later.
+"""Kept for later: actions a transport could not send yet, and small memos that outlive a restart.
+
+Nothing is lost when a send fails: the action is parked in the database and tried again later.
 
 Transports park what they could not send and ask for what is due; a row is retried with growing
 pauses and given up (kept, flagged) after `MAX_ATTEMPTS`.
@@ -13,7 +15,7 @@ from sqlmodel import col, select
 
 from handlers.protocol import Outgoing, from_json, to_json
 from storage.db import session
-from storage.models import Outbox, TransportState
+from storage.models import Memo, Outbox
 
 MAX_ATTEMPTS = 8
 FIRST_PAUSE = timedelta(seconds=5)
@@ -59,7 +61,7 @@ def settle(engine: Engine, row_id: int, now: datetime, error: str | None = None)
 
 def remember(engine: Engine, service: str, key: str, value: str) -> None:
     with session(engine) as db:
-        row = db.get(TransportState, (service, key)) or TransportState(service=service, key=key, value=value)
+        row = db.get(Memo, (service, key)) or Memo(service=service, key=key, value=value)
         row.value = value
         db.add(row)
         db.commit()
@@ -67,5 +69,5 @@ def remember(engine: Engine, service: str, key: str, value: str) -> None:
 
 def recall(engine: Engine, service: str, key: str) -> str | None:
     with session(engine) as db:
-        row = db.get(TransportState, (service, key))
+        row = db.get(Memo, (service, key))
         return row.value if row else None

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 from handlers import orders, stats
 from handlers.lifecycle import OPEN_STATES
-from handlers.turn import Turn
+from handlers.turn import GridInfo, Turn
 from storage import repo
-from storage.models import Grid, Order
+from storage.models import Order
 
 PERIODS = {
     "今天": "today", "今日": "today", "today": "today",
@@ -30,7 +30,7 @@ def mine(turn: Turn) -> None:
 
 
 def open_orders(turn: Turn) -> None:
-    grids = [grid.id for grid in repo.grids_below(turn.db, _scope(turn)) if grid.id]
+    grids = [grid.id for grid in repo.grids_below(turn.db, _scope(turn).path) if grid.id]
     found = repo.open_orders(turn.db, grids, _OPEN)
     turn.reply("open.list" if found else "open.none", items=[_line(o, turn.now) for o in found], grid=_scope(turn).name)
 
@@ -41,13 +41,11 @@ def _line(order: Order, now: datetime) -> dict:
             "overdue": bool(order.resolve_due and order.resolve_due < now)}
 
 
-def _scope(turn: Turn) -> Grid:
+def _scope(turn: Turn) -> GridInfo:
     """The grid a chat asks about: its own, or the whole community if it is not bound yet."""
     if turn.chat.bound:
         return turn.grid
-    grid = turn.db.get(Grid, turn.community.grid_id)
-    assert grid is not None
-    return grid
+    return turn.community.grid(turn.community.grid_id)
 
 
 def period_start(word: str | None, now: datetime, turn: Turn) -> tuple[str, datetime | None]:
@@ -66,7 +64,7 @@ def period_start(word: str | None, now: datetime, turn: Turn) -> tuple[str, date
 def rates(turn: Turn, word: str | None) -> None:
     period, since = period_start(word, turn.now, turn)
     scope = _scope(turn)
-    grid_ids = [g.id for g in repo.grids_below(turn.db, scope) if g.id]
+    grid_ids = [g.id for g in repo.grids_below(turn.db, scope.path) if g.id]
     overall = stats.rates(turn.db, turn.community.grid_id, turn.now, since=since, grid_ids=grid_ids)
     teams = stats.rates(turn.db, turn.community.grid_id, turn.now, group="team", since=since, grid_ids=grid_ids)
     turn.reply("stats.summary", period=period, grid=scope.name,
@@ -86,8 +84,7 @@ def set_language(turn: Turn, word: str | None) -> None:
     if lang is None:
         turn.reply("lang.usage")
         return
-    turn.person.lang = lang
-    turn.db.add(turn.person)
+    turn.person = turn.directory.set_language(turn.db, turn.person, lang)
     turn.lang = lang
     turn.reply("lang.done")
 

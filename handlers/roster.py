@@ -10,9 +10,17 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from handlers.community import CommunityConfig
-from handlers.turn import Community
+from handlers.turn import Community, GridInfo
 from storage import repo
-from storage.models import Chat, Grid, Identity, Person, RoleGrant, Team, TeamMember
+from storage.models import Chat, Grid, Identity, Memo, Person, RoleGrant, Team, TeamMember
+
+MEMO_KEY = ("linli", "community")  # the community file last applied, for commands run without one
+
+
+def stored_community(db: Session) -> CommunityConfig | None:
+    """The community this database was last run with, so `linli stats` on a kept demo finds it."""
+    memo = db.get(Memo, MEMO_KEY)
+    return CommunityConfig.model_validate_json(memo.value) if memo and memo.value else None
 
 
 def apply_roster(db: Session, config: CommunityConfig) -> Community:
@@ -34,9 +42,17 @@ def apply_roster(db: Session, config: CommunityConfig) -> Community:
         _team(db, team, by_code[team.grid or info.code], people)
     for chat in config.chats:
         _chat(db, chat.service, chat.id, by_code[chat.grid], chat.lang)
+    memo = db.get(Memo, MEMO_KEY) or Memo(service=MEMO_KEY[0], key=MEMO_KEY[1], value="")
+    memo.value = config.model_dump_json()
+    db.add(memo)
     db.commit()
     assert community.id is not None and unsorted.id is not None
-    return Community(config, community.id, unsorted.id, ZoneInfo(info.timezone))
+    buildings = {grid.code: grid.building for grid in config.grids}
+    grids = {
+        grid.id: GridInfo(grid.id, grid.code, grid.name, grid.level, grid.path, buildings.get(grid.code))
+        for grid in repo.grids_below(db, community.path) if grid.id is not None
+    }
+    return Community(config, community.id, unsorted.id, ZoneInfo(info.timezone), grids)
 
 
 def _grid(db: Session, code: str, name: str, level: str, parent: Grid | None) -> Grid:

@@ -15,13 +15,14 @@ from handlers import dispatch, escalation, intake, queries, rating, work
 from handlers.clock import Clock
 from handlers.commands import Command, parse
 from handlers.community import CommunityConfig
+from handlers.directory import Directory
 from handlers.protocol import Incoming, Kind, Outgoing, Text
 from handlers.roster import apply_roster
 from handlers.triage.normalize import clean, language_of
 from handlers.turn import Community, Turn
 from storage import repo
 from storage.db import session
-from storage.models import Chat, Identity, MessageLink, Order, Person
+from storage.models import Identity, MessageLink, Order, Person
 
 log = logging.getLogger(__name__)
 MAX_TEXT = 64_000  # longer messages are kept up to this many characters
@@ -39,60 +40,46 @@ class Linli:
         self._mention = re.compile("|".join(f"@{re.escape(name)}" for name in self.bot_names), re.I)
         with session(engine) as db:
             self.community: Community = apply_roster(db, config)
+        self.directory = Directory(self.community.unsorted_grid_id)
 
     # --- messages in ---------------------------------------------------------------------
     def handle(self, incoming: Incoming) -> list[Outgoing]:
         now = self.clock.now()
         with session(self.engine) as db:
-            if incoming.message_id and not repo.record_delivery(
-                db, incoming.service, incoming.chat_id, incoming.message_id, now
-            ):
-                return []
             turn = self._turn(db, incoming, now)
             try:
                 self._route(turn)
+                if not turn.out and not (db.new or db.dirty or db.deleted):
+                    db.rollback()  # chatter: nothing to store, nothing to say, nothing to deduplicate
+                    return []
+                # Recorded last, in the same transaction: a second delivery of this message either
+                # waits for the first to commit and then finds it here, or finds it already.
+                if incoming.message_id and not repo.record_delivery(
+                    db, incoming.service, incoming.chat_id, incoming.message_id, now
+                ):
+                    self._roll_back(db)
+                    return []
                 db.commit()
             except IntegrityError:
-                db.rollback()
+                self._roll_back(db)
                 log.info("dropped a duplicate delivery of %s", incoming.message_id)
                 return []
             except Exception:
-                db.rollback()
+                self._roll_back(db)
                 log.exception("could not handle %r", incoming)
                 return [_sorry(incoming, turn.lang)]
         return turn.out
 
+    def _roll_back(self, db: Session) -> None:
+        db.rollback()
+        self.directory.forget()  # snapshots made in this transaction may name rows that are gone
+
     def _turn(self, db: Session, incoming: Incoming, now: datetime) -> Turn:
-        chat = self._chat(db, incoming)
-        person = self._person(db, incoming)
+        chat = self.directory.chat(db, incoming)
+        person = self.directory.person(db, incoming)
         text = clean(incoming.text)
         lang = person.lang or chat.lang or language_of(text, self.community.lang)
-        return Turn(db, now, incoming, self.community, chat, person, lang)
-
-    def _chat(self, db: Session, incoming: Incoming) -> Chat:
-        chat = repo.chat_by_external(db, incoming.service, incoming.chat_id)
-        if chat is None:
-            chat = Chat(service=incoming.service, external_id=incoming.chat_id, title=incoming.chat_title,
-                        grid_id=self.community.unsorted_grid_id, is_direct=incoming.is_direct)
-            db.add(chat)
-            db.flush()
-        return chat
-
-    def _person(self, db: Session, incoming: Incoming) -> Person:
-        identity = repo.identity_of(db, incoming.service, incoming.sender_id)
-        if identity is not None:
-            person = db.get(Person, identity.person_id)
-            assert person is not None
-            if incoming.is_direct and identity.direct_chat != incoming.chat_id:
-                identity.direct_chat = incoming.chat_id
-                db.add(identity)
-            return person
-        person = Person(name=clean(incoming.sender_name)[:128] or incoming.sender_id)
-        db.add(person)
-        db.flush()
-        db.add(Identity(person_id=person.id or 0, service=incoming.service, external_id=incoming.sender_id,
-                        direct_chat=incoming.chat_id if incoming.is_direct else None))
-        return person
+        return Turn(db, now, incoming, self.community, chat, person, lang, self.directory)
 
     def _route(self, turn: Turn) -> None:
         incoming = turn.incoming
@@ -256,6 +243,23 @@ class Linli:
     def person(self, person_id: int, service: str) -> tuple[Person | None, Identity | None]:
         with session(self.engine) as db:
             return db.get(Person, person_id), repo.identities(db, [person_id], service).get(person_id)
+
+    def order_for_message(self, service: str, chat: str, message_ref: str) -> int | None:
+        """The order a posted message is about (a reaction on a card acts on that order)."""
+        with session(self.engine) as db:
+            order = repo.order_for_message(db, service, chat, message_ref)
+            return order.id if order else None
+
+    def may_invite(self, service: str, external_id: str) -> bool:
+        """Whether this account may add the bot to a group, by the community's `invite` rule."""
+        if self.community.config.community.invite == "anyone":
+            return True
+        with session(self.engine) as db:
+            identity = repo.identity_of(db, service, external_id)
+            if identity is None:
+                return False
+            return bool(repo.role_grid_ids(db, identity.person_id, "dispatcher")
+                        | repo.role_grid_ids(db, identity.person_id, "supervisor"))
 
 
 def _first(words: list[str]) -> str | None:

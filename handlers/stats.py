@@ -11,7 +11,7 @@ credited to the team and handler holding them now, and to the grid they belong t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
 from sqlalchemy import and_, case, func, or_, select
@@ -104,6 +104,7 @@ def rates(
     )
     done = col(Order.state).in_(_DONE)
     is_open = col(Order.state).in_(_OPEN)
+    late = overdue_clause(now)
     minutes = (func.julianday(Order.resolved_at) - func.julianday(Order.created_at)) * 1440.0
     if db.get_bind().dialect.name != "sqlite":
         minutes = func.extract("epoch", Order.resolved_at - Order.created_at) / 60.0
@@ -112,7 +113,7 @@ def rates(
             key,
             func.count(),
             func.sum(case((is_open, 1), else_=0)),
-            func.sum(case((and_(is_open, Order.resolve_due < now), 1), else_=0)),
+            func.sum(case((late, 1), else_=0)),
             func.sum(case((done, 1), else_=0)),
             func.sum(case((responded_on_time, 1), else_=0)),
             func.sum(case((settled, 1), else_=0)),
@@ -171,3 +172,79 @@ def ranking(db: Session, limit: int = 10) -> list[tuple[str, int, int]]:
         .limit(limit)
     )
     return [(name, int(points), int(n)) for name, points, n in db.execute(query)]
+
+
+# --- what the dashboards and the ledger add: periods, series, the open board ---------------------
+Period = Literal["today", "week", "month", "all"]
+
+
+def overdue_clause(now: datetime):  # type: ignore[no-untyped-def]
+    """An open order past its resolution deadline: the one meaning of 超时 in counts and boards."""
+    return and_(col(Order.state).in_(_OPEN), Order.resolve_due < now)
+
+
+def period_bounds(period: str, now: datetime, tz: tzinfo) -> tuple[datetime | None, datetime | None]:
+    """[since, until) of a calendar period in the community's time zone: 今天, 本周 (from Monday), 本月, 全部."""
+    local = now.astimezone(tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    since = {
+        "today": midnight,
+        "week": midnight - timedelta(days=local.weekday()),
+        "month": midnight.replace(day=1),
+    }.get(period)
+    return since, None
+
+
+def buckets(since: datetime, until: datetime, tz: tzinfo, max_points: int = 62) -> list[tuple[datetime, datetime]]:
+    """Consecutive local days (or weeks, when there would be too many days) covering [since, until)."""
+    start = since.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    step = timedelta(days=1)
+    if (until - start) / step > max_points:
+        step = timedelta(days=7)
+        start -= timedelta(days=start.weekday())
+    spans = []
+    while start < until and len(spans) < max_points:
+        spans.append((max(start, since), min(start + step, until)))  # aware local times: + keeps midnight
+        start += step
+    return spans
+
+
+def rates_series(
+    db: Session,
+    community_id: int,
+    now: datetime,
+    *,
+    since: datetime,
+    until: datetime,
+    tz: tzinfo,
+    group: Group = "team",
+    grid_ids: list[int] | None = None,
+) -> list[tuple[datetime, list[Rates]]]:
+    """The three rates per bucket (a local day, or a week over long periods): `rates` over each span."""
+    return [(start, rates(db, community_id, now, group=group, since=start, until=end, grid_ids=grid_ids))
+            for start, end in buckets(since, until, tz)]
+
+
+@dataclass(frozen=True, slots=True)
+class BoardCell:
+    """Open orders of one grid and building at one urgency (红黄蓝), and how many of them are overdue."""
+
+    grid_id: int
+    building: str | None
+    urgency: str
+    open: int
+    overdue: int
+
+
+def open_board(db: Session, community_id: int, now: datetime, grid_ids: list[int] | None = None) -> list[BoardCell]:
+    """Every open order counted by grid, building and urgency, whenever it was reported."""
+    filters = [Order.community_id == community_id, col(Order.state).in_(_OPEN)]
+    if grid_ids is not None:
+        filters.append(col(Order.grid_id).in_(grid_ids))
+    query = (
+        select(Order.grid_id, Order.building, Order.urgency, func.count(),
+               func.sum(case((overdue_clause(now), 1), else_=0)))
+        .where(*filters)
+        .group_by(Order.grid_id, Order.building, Order.urgency)
+    )
+    return [BoardCell(grid, building, urgency, n, late or 0) for grid, building, urgency, n, late in db.execute(query)]

@@ -9,20 +9,40 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from handlers.community import CommunityConfig
+from handlers.directory import ChatInfo, Directory, PersonInfo
 from handlers.lifecycle import Actor, Capacity
 from handlers.protocol import Button, Incoming, Kind, Mention, Outgoing, Text
 from storage import repo
-from storage.models import Chat, Grid, Person
+from storage.models import Person
+
+
+@dataclass(frozen=True, slots=True)
+class GridInfo:
+    id: int
+    code: str
+    name: str
+    level: str
+    path: str
+    building: str | None
 
 
 @dataclass
 class Community:
-    """The community the bot serves, as loaded into the database."""
+    """The community the bot serves, as loaded into the database. Grids change only with the roster."""
 
     config: CommunityConfig
     grid_id: int
     unsorted_grid_id: int
     tz: ZoneInfo
+    grids: dict[int, GridInfo] = field(default_factory=dict)
+
+    def grid(self, grid_id: int) -> GridInfo:
+        return self.grids[grid_id]
+
+    def building_grid(self, building: str, within: GridInfo) -> GridInfo | None:
+        """The grid standing for `building`, if it lies under `within`."""
+        return next((g for g in self.grids.values() if g.building == building and g.path.startswith(within.path)),
+                    None)
 
     @property
     def lang(self) -> str:
@@ -35,11 +55,11 @@ class Turn:
     now: datetime
     incoming: Incoming
     community: Community
-    chat: Chat
-    person: Person
+    chat: ChatInfo
+    person: PersonInfo
     lang: str
+    directory: Directory
     out: list[Outgoing] = field(default_factory=list)
-    _grid: Grid | None = None
 
     @property
     def chat_lang(self) -> str:
@@ -47,20 +67,15 @@ class Turn:
         return self.chat.lang or self.community.lang
 
     @property
-    def grid(self) -> Grid:
-        if self._grid is None or self._grid.id != self.chat.grid_id:
-            grid = self.db.get(Grid, self.chat.grid_id)
-            assert grid is not None
-            self._grid = grid
-        return self._grid
+    def grid(self) -> GridInfo:
+        return self.community.grid(self.chat.grid_id)
 
     # --- who is speaking -------------------------------------------------------------------
-    def actor(self, grid: Grid | None = None) -> Actor:
+    def actor(self, grid: GridInfo | None = None) -> Actor:
         """The speaker's roles over `grid` (the chat's grid by default) and their teams."""
         grid = grid or self.grid
-        assert self.person.id is not None
         roles: set[Capacity] = set()
-        ancestors = {int(part) for part in grid.path.strip("/").split("/") if part}
+        ancestors = repo.ancestor_ids(grid.path)
         if repo.role_grid_ids(self.db, self.person.id, "dispatcher") & ancestors:
             roles.add(Capacity.DISPATCHER)
         if repo.role_grid_ids(self.db, self.person.id, "supervisor") & ancestors:

@@ -240,8 +240,8 @@ class Prompt(SQLModel, table=True):
     answered_at: datetime | None = None
 
 
-class TransportState(SQLModel, table=True):
-    """What a transport must remember across restarts: a Matrix sync token, a Telegram update offset."""
+class Memo(SQLModel, table=True):
+    """Small things kept across restarts: a Matrix sync token, the community the roster last applied."""
 
     service: str = Field(max_length=16, primary_key=True)
     key: str = Field(max_length=64, primary_key=True)
@@ -262,3 +262,14 @@ class Outbox(SQLModel, table=True):
     created_at: datetime
     sent_at: datetime | None = None
     given_up: bool = False
+
+
+class WebToken(SQLModel, table=True):
+    """A login for `linli web`, issued to one person; only the token's SHA-256 digest is kept."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    digest: str = Field(unique=True, max_length=64)
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None

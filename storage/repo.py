@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, update
-from sqlmodel import Session, col, select
+from sqlalchemy import func, insert, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, SQLModel, col, select
 
 from storage.models import (
     Chat,
@@ -29,24 +31,24 @@ from storage.models import (
 
 
 def record_delivery(db: Session, service: str, chat: str, message_ref: str, now: datetime) -> bool:
-    """Remember a delivered message; False if it was handled before."""
-    seen = db.exec(
-        select(Delivery.id).where(
-            Delivery.service == service, Delivery.chat == chat, Delivery.message_ref == message_ref
-        )
-    ).first()
-    if seen is not None:
-        return False
-    db.add(Delivery(service=service, chat=chat, message_ref=message_ref, at=now))
-    return True
+    """Remember a delivered message; False if it was handled before. One statement on both backends."""
+    upsert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+    statement = (
+        upsert(Delivery.__table__)  # type: ignore[attr-defined]
+        .values(service=service, chat=chat, message_ref=message_ref, at=now)
+        .on_conflict_do_nothing(index_elements=["service", "chat", "message_ref"])
+        .returning(Delivery.__table__.c.id)  # type: ignore[attr-defined]
+    )
+    return db.execute(statement).first() is not None
 
 
 def grid_by_code(db: Session, code: str) -> Grid | None:
     return db.exec(select(Grid).where(Grid.code == code)).first()
 
 
-def grids_below(db: Session, grid: Grid) -> list[Grid]:
-    return list(db.exec(select(Grid).where(col(Grid.path).startswith(grid.path))))
+def grids_below(db: Session, path: str) -> list[Grid]:
+    """The grid with `path` and every grid under it."""
+    return list(db.exec(select(Grid).where(col(Grid.path).startswith(path))))
 
 
 def chat_by_external(db: Session, service: str, external_id: str) -> Chat | None:
@@ -118,9 +120,14 @@ def role_grid_ids(db: Session, person_id: int, role: str) -> set[int]:
     return set(rows)
 
 
-def people_with_role_over(db: Session, grid: Grid, role: str) -> list[Person]:
-    """Everyone holding `role` on `grid` or any grid above it."""
-    ancestors = [int(part) for part in grid.path.strip("/").split("/") if part]
+def ancestor_ids(path: str) -> set[int]:
+    """The ids in a grid path "/1/4/9/": the grid itself and every grid above it."""
+    return {int(part) for part in path.strip("/").split("/") if part}
+
+
+def people_with_role_over(db: Session, path: str, role: str) -> list[Person]:
+    """Everyone holding `role` on the grid with `path` or any grid above it."""
+    ancestors = ancestor_ids(path)
     return list(
         db.exec(
             select(Person)
@@ -132,13 +139,23 @@ def people_with_role_over(db: Session, grid: Grid, role: str) -> list[Person]:
     )
 
 
+def insert_row(db: Session, row: SQLModel) -> int:
+    """Insert one new row with a plain INSERT (no unit of work) and return its id."""
+    table = row.__table__  # type: ignore[attr-defined]
+    values = {name: value for name, value in row.__dict__.items() if name in table.c and name != "id"}
+    return db.execute(insert(table).returning(table.c.id), values).scalar_one()
+
+
+_COUNTER = Counter.__table__  # type: ignore[attr-defined]
+
+
 def next_number(db: Session, community_id: int) -> int:
     """Take the community's next order number; the row lock serialises concurrent takers."""
     taken = db.execute(
-        update(Counter)
-        .where(col(Counter.community_id) == community_id)
-        .values(next_number=Counter.next_number + 1)
-        .returning(Counter.next_number)
+        update(_COUNTER)
+        .where(_COUNTER.c.community_id == community_id)
+        .values(next_number=_COUNTER.c.next_number + 1)
+        .returning(_COUNTER.c.next_number)
     ).scalar_one_or_none()
     if taken is None:
         db.add(Counter(community_id=community_id, next_number=2))

@@ -73,7 +73,7 @@ def upgrade() -> None:
     with op.batch_alter_table('person', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_person_name'), ['name'], unique=False)
 
-    op.create_table('transportstate',
+    op.create_table('memo',
     sa.Column('service', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('value', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -386,7 +386,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_chat_grid_id'))
 
     op.drop_table('chat')
-    op.drop_table('transportstate')
+    op.drop_table('memo')
     with op.batch_alter_table('person', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_person_name'))
 
