@@ -28,9 +28,12 @@ from bot.settings import load_community
 from bot.wiring import open_storage
 from handlers import stats
 from handlers.clock import ManualClock
+from handlers.community import CommunityConfig
 from handlers.protocol import Incoming
 from handlers.router import Linli
 from scheduler.sweep import sweep
+from storage import repo
+from storage.db import session
 from storage.models import Order, Reminder
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "linli.example.toml"
@@ -137,6 +140,9 @@ def _fill_orders(engine: Engine, core: Linli, count: int, due_share: float) -> d
     """`count` open orders with their reminders, a `due_share` of which are due now."""
     now = core.clock.now()
     community, grid = core.community.grid_id, core.community.grid_id
+    with session(engine) as db:
+        chat = repo.chat_by_external(db, "console", "阳光小区业主群")
+        chat_id = chat.id if chat else None
     batch = 20_000
     with engine.begin() as connection:
         start_id = connection.execute(Order.__table__.select().with_only_columns(Order.__table__.c.id)
@@ -149,6 +155,7 @@ def _fill_orders(engine: Engine, core: Linli, count: int, due_share: float) -> d
             orders.append({"id": order_id, "community_id": community, "number": 1_000_000 + order_id,
                            "text": "bench", "title": "bench", "category": "facilities", "urgency": "blue",
                            "matter": "minor", "grid_id": grid, "reporter_id": 1, "state": "in_progress",
+                           "chat_id": chat_id, "assignee_id": 1,
                            "level": 0, "rating_round": 0, "confidence": 1.0, "created_at": now - timedelta(hours=1),
                            "assigned_at": now - timedelta(hours=1), "accepted_at": now - timedelta(minutes=50),
                            "resolve_due": due})
@@ -164,18 +171,28 @@ def _seed_person(core: Linli) -> None:
     core.handle(Incoming(service="bench", chat_id="g", sender_id="seed", sender_name="seed", text="hi"))
 
 
-def bench_sweep(url: str, orders: int) -> dict[str, Any]:
-    """One sweep over `orders` open orders of which 0.1% are due (the indexes make it cheap)."""
+def bench_sweep(url: str, orders: int, due: int = 50) -> dict[str, Any]:
+    """One sweep over `orders` open orders of which `due` have a reminder due now, and an idle sweep."""
     engine = open_storage(url)
-    core = Linli(engine, load_community(EXAMPLE), ManualClock())
+    core = Linli(engine, _quiet(load_community(EXAMPLE)), ManualClock())
     _seed_person(core)
-    now = _fill_orders(engine, core, orders, due_share=0.001)
+    now = _fill_orders(engine, core, orders, due_share=due / orders)
     sweep(engine, core.community, now - timedelta(days=1))  # warm the statement cache
     started = time.perf_counter()
-    actions = sweep(engine, core.community, now)
+    queued = sweep(engine, core.community, now)
     elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    sweep(engine, core.community, now)
+    idle = time.perf_counter() - started
     engine.dispose()
-    return {"orders": orders, "ms": round(elapsed * 1000, 1), "due": round(orders * 0.001), "actions": len(actions)}
+    return {"orders": orders, "ms": round(elapsed * 1000, 1), "due": due, "queued": queued,
+            "idle_ms": round(idle * 1000, 2)}
+
+
+def _quiet(config: CommunityConfig) -> CommunityConfig:
+    """No digests or quiet hours in a benchmark: it measures the reminders alone."""
+    info = config.community.model_copy(update={"daily_digest": None, "weekly_ranking": None, "quiet_hours": None})
+    return config.model_copy(update={"community": info})
 
 
 def bench_rates(url: str, orders: int) -> dict[str, Any]:
@@ -184,8 +201,6 @@ def bench_rates(url: str, orders: int) -> dict[str, Any]:
     core = Linli(engine, load_community(EXAMPLE), ManualClock())
     _seed_person(core)
     now = _fill_orders(engine, core, orders, due_share=0.0)
-    from storage.db import session
-
     with session(engine) as db:
         started = time.perf_counter()
         overall = stats.rates(db, core.community.grid_id, now)

@@ -63,20 +63,24 @@ def _mentions(p: dict[str, Any]) -> str:
 def _card(p: dict[str, Any], lang: str, filed: bool = False) -> str:
     zh = lang == "zh"
     place = p.get("place") or ""
-    head = f"{name('marker', p['urgency'], lang)} #{p['number']} {p['title']}" + (f" · {place}" if place else "")
+    marker = name("marker", p.get("warning") or p["urgency"], lang)
+    head = f"{marker} #{p['number']} {p['title']}" + (f" · {place}" if place else "")
     tags = " · ".join([name("category", p["category"], lang), name("urgency", p["urgency"], lang),
                        name("matter", p["matter"], lang)])
     who = _holder(p, lang)
     state = name("state", p["state"], lang) + (f" → {who}" if who else "")
     lines = [head, ("分类：" if zh else "Type: ") + tags, ("状态：" if zh else "State: ") + state]
-    deadlines = []
-    if p.get("respond_due"):
-        deadlines.append(f"{p['respond_due']} 前响应" if zh else f"respond by {p['respond_due']}")
-    if p.get("resolve_due"):
-        deadlines.append(f"{p['resolve_due']} 前办结" if zh else f"finish by {p['resolve_due']}")
+    deadlines = [
+        (f"{p[key]} 前{zh_word}" if zh else f"{en_word} by {p[key]}")
+        for key, zh_word, en_word in (("respond_due", "响应", "respond"), ("on_scene_due", "到场", "on the scene"),
+                                      ("plan_due", "出方案", "plan"), ("resolve_due", "办结", "finish"))
+        if p.get(key)
+    ]
     if deadlines:
         late = ("（已超时）" if zh else " (overdue)") if p.get("overdue") else ""
         lines.append(("时限：" if zh else "Due: ") + " · ".join(deadlines) + late)
+    if p.get("paused"):
+        lines.append("⏸ 等待居民，时限暂停" if zh else "⏸ waiting on the resident; the clock is paused")
     if p.get("level"):
         lines.append(("已吹哨：" if zh else "Escalated to: ") + name("level", p["level"], lang))
     if filed:
@@ -135,6 +139,46 @@ def _holder(p: dict[str, Any], lang: str) -> str:
     return team or person or ""
 
 
+def _late_list(items: list[dict[str, Any]], lang: str) -> str:
+    return " ".join(f"{name('marker', i.get('warning', 'red'), lang)}#{i['number']}" for i in items)
+
+
+def _daily(p: dict[str, Any], lang: str) -> str:
+    if lang == "zh":
+        text = (f"📋 {p['grid']} 每日简报：昨日新单 {p['new']} · 昨日办结 {p['finished']} · "
+                f"待办 {p['open']} · 超时 {p['overdue']}")
+        return text + (f"\n超时：{_late_list(p['late'], lang)}" if p.get("late") else "")
+    text = (f"📋 {p['grid']} daily: new yesterday {p['new']} · finished yesterday {p['finished']} · "
+            f"open {p['open']} · overdue {p['overdue']}")
+    return text + (f"\nOverdue: {_late_list(p['late'], lang)}" if p.get("late") else "")
+
+
+def _daily_all(p: dict[str, Any], lang: str) -> str:
+    return "\n".join(_daily(row, lang) for row in p["rows"])
+
+
+def _weekly(p: dict[str, Any], lang: str) -> str:
+    zh = lang == "zh"
+    lines = [f"🏆 {p['grid']} 本周三率排名" if zh else f"🏆 {p['grid']}: this week's ranking"]
+    for title, rows in (("队伍" if zh else "Teams", p["teams"]), ("网格" if zh else "Grids", p["grids"])):
+        if not rows:
+            continue
+        lines.append(f"{title}：" if zh else f"{title}:")
+        for i, r in enumerate(rows, 1):
+            lines.append(f"{i}. {r['name']} {r['reported']}{'单' if zh else ' orders'} · "
+                         f"{'响应' if zh else 'resp.'} {_percent(r['response_rate'])} · "
+                         f"{'解决' if zh else 'resol.'} {_percent(r['resolution_rate'])} · "
+                         f"{'满意' if zh else 'satisf.'} {_percent(r['satisfaction_rate'])}")
+    return "\n".join(lines)
+
+
+def _catch_up(p: dict[str, Any], lang: str) -> str:
+    head = "⏰ 离线期间的提醒汇总：" if lang == "zh" else "⏰ While I was away these fell due:"
+    rows = [f"{name('marker', i['warning'], lang)} #{i['number']} {i['title']}"
+            + ((" ⚠超时" if lang == "zh" else " ⚠overdue") if i.get("overdue") else "") for i in p["items"]]
+    return "\n".join([head, *rows, _mentions(p)]).rstrip()
+
+
 def _reason(p: dict[str, Any], lang: str) -> str:
     text = name("reason", p.get("reason"), lang)
     return f"{text}：{p['note']}" if p.get("note") and lang == "zh" else (
@@ -144,7 +188,8 @@ def _reason(p: dict[str, Any], lang: str) -> str:
 HELP_ZH = """邻里助手 · 用法
 报事：直接在群里说问题，或 /报事 内容（也可 @我）
 派单：/派单 #12 @张师傅 或 /派单 #12 物业维修组
-接单 /接单 #12 · 退单 /退单 #12 原因 · 认领 /认领 #12
+接单 /接单 #12 · 退单 /退单 #12 原因 · 认领 /认领 #12 · 到场 /到场 #12
+方案 /方案 #12 内容 · 等待居民 /等待 #12 原因（时限暂停）· /继续 #12
 办结：回复工单并附照片，或 /办结 #12 附照片
 评价：/评价 #12 5（1–5 星）· 关注：/关注 #12 或回复 +1
 查询：/进度 #12 · /我的 · /待办 · /统计 本周 · /积分
@@ -153,7 +198,8 @@ HELP_ZH = """邻里助手 · 用法
 HELP_EN = """Linli · how to use
 Report: just describe the problem in the group, or /report text (or @-mention me)
 Dispatch: /assign #12 @name or /assign #12 team name
-/accept #12 · /return #12 reason · /claim #12
+/accept #12 · /return #12 reason · /claim #12 · /arrive #12
+/plan #12 text · /wait #12 reason (pauses the clock) · /resume #12
 Done: reply to the order with a photo, or /done #12 with a photo
 Rate: /rate #12 5 (1–5 stars) · Follow: /follow #12 or reply +1
 Ask: /status #12 · /mine · /open · /stats week · /points
@@ -264,6 +310,37 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "refuse.report_back.none": "#{number} 没有吹哨，不需要报到。",
         "refuse.follow.role": "不能关注 #{number}。",
         "refuse.follow.state": "#{number} 已经结束。",
+        "escalate.auto": lambda p, lang: f"📣 #{p['number']} {_milestone(p, lang)}超时未完成，已自动吹哨上报至"
+                                          f"{name('level', p['level'], lang)}，请在 {p.get('report_back_due')} 前报到。"
+                                          f" {_mentions(p)}".rstrip(),
+        "remind.report_back": lambda p, lang: f"{_mentions(p)} #{p['number']} 已吹哨，请尽快报到"
+                                               f"（/报到 #{p['number']}）。".lstrip(),
+        "remind.catch_up": _catch_up,
+        "digest.daily": _daily,
+        "digest.daily_all": _daily_all,
+        "digest.weekly": _weekly,
+        "arrive.done": "#{number} {name}已到场。",
+        "plan.done": lambda p, lang: f"#{p['number']} 处理方案：{p['plan']} {_mentions(p)}".rstrip(),
+        "wait.done": lambda p, lang: f"#{p['number']} 等待居民：{p['reason']}。时限暂停，"
+                                      f"回复 /继续 #{p['number']} 恢复。 {_mentions(p)}".rstrip(),
+        "resume.done": "#{number} 继续处理，时限恢复。",
+        "refuse.arrive.role": "#{number} 不在您手上。",
+        "refuse.arrive.state": "#{number} 现在不在处理中。",
+        "refuse.arrive.already": "#{number} 已经登记到场了。",
+        "refuse.plan.role": "只有处理人或书记可以提交方案。",
+        "refuse.plan.state": "#{number} 现在不能提交方案。",
+        "refuse.plan.text": "请写上方案内容：/方案 #{number} 内容",
+        "refuse.wait.role": "#{number} 不在您手上。",
+        "refuse.wait.state": "#{number} 现在不在处理中。",
+        "refuse.wait.already": "#{number} 已经在等待中。",
+        "refuse.wait.reason": "请写明在等什么：/等待 #{number} 原因",
+        "refuse.resume.role": "您不能恢复 #{number}。",
+        "refuse.resume.state": "#{number} 现在不在处理中。",
+        "refuse.resume.not_waiting": "#{number} 没有在等待。",
+        "usage.arrive": "用法：/到场 #12",
+        "usage.plan": "用法：/方案 #12 内容",
+        "usage.wait": "用法：/等待 #12 原因",
+        "usage.resume": "用法：/继续 #12",
         "remind.before": lambda p, lang: f"{_mentions(p)} #{p['number']} 距{_milestone(p, lang)}时限还有 "
                                           f"{p['minutes']} 分钟。".lstrip(),
         "remind.due": lambda p, lang: f"{_mentions(p)} #{p['number']} 已到{_milestone(p, lang)}时限，"
@@ -377,6 +454,37 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "refuse.report_back.none": "#{number} was not escalated.",
         "refuse.follow.role": "You can't follow #{number}.",
         "refuse.follow.state": "#{number} is already finished.",
+        "escalate.auto": lambda p, lang: f"📣 #{p['number']} missed its {_milestone(p, lang)} deadline and was "
+                                          f"escalated to {name('level', p['level'], lang)}: please report in by "
+                                          f"{p.get('report_back_due')}. {_mentions(p)}".rstrip(),
+        "remind.report_back": lambda p, lang: f"{_mentions(p)} #{p['number']} was escalated: please report in "
+                                               f"(/ack #{p['number']}).".lstrip(),
+        "remind.catch_up": _catch_up,
+        "digest.daily": _daily,
+        "digest.daily_all": _daily_all,
+        "digest.weekly": _weekly,
+        "arrive.done": "#{number}: {name} is on the scene.",
+        "plan.done": lambda p, lang: f"#{p['number']} plan: {p['plan']} {_mentions(p)}".rstrip(),
+        "wait.done": lambda p, lang: f"#{p['number']} is waiting on the resident: {p['reason']}. The clock is "
+                                      f"paused; /resume #{p['number']} to go on. {_mentions(p)}".rstrip(),
+        "resume.done": "#{number}: work goes on, the clock runs again.",
+        "refuse.arrive.role": "#{number} is not yours.",
+        "refuse.arrive.state": "#{number} is not in progress.",
+        "refuse.arrive.already": "Arrival at #{number} is already recorded.",
+        "refuse.plan.role": "Only the handler or a secretary may post a plan.",
+        "refuse.plan.state": "#{number} can't take a plan now.",
+        "refuse.plan.text": "Please write the plan: /plan #{number} text",
+        "refuse.wait.role": "#{number} is not yours.",
+        "refuse.wait.state": "#{number} is not in progress.",
+        "refuse.wait.already": "#{number} is already waiting.",
+        "refuse.wait.reason": "Please say what you are waiting for: /wait #{number} reason",
+        "refuse.resume.role": "You can't resume #{number}.",
+        "refuse.resume.state": "#{number} is not in progress.",
+        "refuse.resume.not_waiting": "#{number} is not waiting.",
+        "usage.arrive": "Usage: /arrive #12",
+        "usage.plan": "Usage: /plan #12 text",
+        "usage.wait": "Usage: /wait #12 reason",
+        "usage.resume": "Usage: /resume #12",
         "remind.before": lambda p, lang: f"{_mentions(p)} #{p['number']}: {p['minutes']} minutes left to "
                                           f"{_milestone(p, lang)}.".lstrip(),
         "remind.due": lambda p, lang: f"{_mentions(p)} #{p['number']}: the {_milestone(p, lang)} deadline "
@@ -389,7 +497,10 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
 
 
 def _milestone(p: dict[str, Any], lang: str) -> str:
-    labels = {"zh": {"response": "响应", "resolution": "办结"}, "en": {"response": "respond", "resolution": "finish"}}
+    labels = {"zh": {"response": "响应", "on_scene": "到场", "plan": "方案", "resolution": "办结",
+                     "report_back": "报到"},
+              "en": {"response": "respond", "on_scene": "be on the scene", "plan": "plan", "resolution": "finish",
+                     "report_back": "report in"}}
     return labels[lang].get(p.get("milestone", ""), "")
 
 

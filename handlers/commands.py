@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from handlers.triage.normalize import fold
+from handlers.triage.normalize import clean, fold
 
 # verb → names people type. The first Chinese and the first English name are the ones shown in help.
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -25,48 +25,57 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "escalate": ("吹哨", "escalate", "whistle"),
     "report_back": ("报到", "報到", "ack"),
     "follow": ("关注", "關注", "follow"),
+    "arrive": ("到场", "到場", "arrive"),
+    "plan": ("方案", "plan"),
+    "wait": ("等待", "wait", "pause"),
+    "resume": ("继续", "繼續", "resume"),
     "bind": ("绑定", "綁定", "bind"),
     "points": ("积分", "積分", "points"),
     "lang": ("语言", "語言", "lang", "language"),
     "help": ("帮助", "幫助", "help", "start"),
 }
 _BY_NAME = {name.lower(): verb for verb, names in COMMANDS.items() for name in names}
-_COMMAND = re.compile(r"^/([^\s@/]+)(?:@(\S+))?\s*(.*)$", re.S)
-_ORDER_NUMBER = re.compile(r"#\s*(\d{1,9})\b")
-_MENTION = re.compile(r"@(\S+)")
+_LONGEST_FIRST = sorted(_BY_NAME, key=len, reverse=True)
+_COMMAND = re.compile(r"^[/／]([^\s@＠/／]+)(?:[@＠](\S+))?[\s\u3000]*(.*)$", re.S)
+_ORDER_NUMBER = re.compile(r"[#＃]\s*([0-9０-９]{1,9})(?![0-9０-９])")
+_MENTION = re.compile(r"[@＠](\S+)")
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
     verb: str | None  # None: a slash word that is no command of ours
     name: str  # as typed, to quote back
-    rest: str  # the text after the command, cleaned
+    rest: str  # the text after the command, as the person wrote it (only invisible characters removed)
     lang: str  # the language of the name used
 
     @property
     def numbers(self) -> list[int]:
-        return [int(n) for n in _ORDER_NUMBER.findall(self.rest)]
+        return [int(fold(n)) for n in _ORDER_NUMBER.findall(self.rest)]
 
     @property
     def mentions(self) -> list[str]:
-        return [name.rstrip(",，。") for name in _MENTION.findall(self.rest)]
+        return [fold(name).rstrip(",，。") for name in _MENTION.findall(self.rest)]
 
     @property
     def words(self) -> list[str]:
-        """The arguments that are neither order numbers nor mentions."""
+        """The arguments that are neither order numbers nor mentions, as written."""
         stripped = _MENTION.sub(" ", _ORDER_NUMBER.sub(" ", self.rest))
         return stripped.split()
 
 
 def parse(text: str, bot_names: frozenset[str] = frozenset()) -> Command | None:
     """Read a command from the start of a message; None if the message is not a command."""
-    folded = fold(text)
-    match = _COMMAND.match(folded)
+    match = _COMMAND.match(clean(text))
     if not match:
         return None
-    name, addressee, rest = match[1], match[2], match[3].strip()
-    if addressee and bot_names and addressee.lower() not in bot_names:
+    typed, addressee, rest = match[1], match[2], match[3].strip()
+    if addressee and bot_names and fold(addressee).lower() not in bot_names:
         return None  # "/report@OtherBot" is for another bot
-    verb = _BY_NAME.get(name.lower())
-    lang = "en" if name.isascii() else "zh"
-    return Command(verb, name, rest, lang)
+    name = fold(typed).lower()
+    verb = _BY_NAME.get(name)
+    if verb is None:  # "/报事3栋灯坏了": the command runs into its text
+        known = next((k for k in _LONGEST_FIRST if name.startswith(k) and not k.isascii()), None)
+        if known is not None:
+            verb, typed, rest = _BY_NAME[known], typed[: len(known)], (typed[len(known):] + " " + rest).strip()
+    lang = "en" if fold(typed).isascii() else "zh"
+    return Command(verb, typed, rest, lang)

@@ -7,10 +7,14 @@ Without a file, `zero_config()` describes one default community that accepts eve
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from handlers.workdays import add_working_days, parse_clock
 
 Level = Literal["street", "community", "estate", "building"]
 TeamKind = Literal["grid_workers", "property", "department", "volunteers"]
@@ -18,18 +22,39 @@ Matter = Literal["major", "minor", "private"]
 Urgency = Literal["red", "yellow", "blue"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d)\s*$")
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):[0-5]\d$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def parse_duration(value: str | int | float) -> timedelta:
-    """'5m', '5h', '2d' or a number of minutes."""
-    if isinstance(value, int | float):
-        return timedelta(minutes=value)
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A deadline length: minutes and hours run on the wall clock, days are working days."""
+
+    amount: float
+    unit: str  # "m", "h" or "d"
+
+    def after(self, start: datetime, tz: ZoneInfo) -> datetime:
+        if self.unit == "d":
+            return add_working_days(start, self.amount, tz)
+        return start + self.clock_time()
+
+    def clock_time(self) -> timedelta:
+        """The span on the wall clock (days as calendar days)."""
+        return timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[self.unit]: self.amount})
+
+
+def parse_duration(value: str) -> Span:
+    """'5m', '5h' or '2d' (working days)."""
     match = _DURATION.match(value)
     if not match:
         raise ValueError(f"not a duration: {value!r} (use 5m, 5h or 2d)")
-    amount, unit = float(match[1]), match[2]
-    return {"m": timedelta(minutes=amount), "min": timedelta(minutes=amount),
-            "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
+    return Span(float(match[1]), "m" if match[2] == "min" else match[2])
+
+
+def _clock(value: str | None) -> str | None:
+    if value is not None and not _CLOCK.match(value.strip()):
+        raise ValueError(f"not a time of day: {value!r} (use 08:30)")
+    return value
 
 
 class Strict(BaseModel):
@@ -44,6 +69,39 @@ class CommunityInfo(Strict):
     timezone: str = "Asia/Shanghai"
     admins_are_dispatchers: bool = True  # chat admins act as dispatchers
     invite: Literal["anyone", "dispatchers"] = "anyone"  # who may add the bot to a group
+    quiet_hours: str | None = "22:00-07:00"  # no nagging then, except for red orders
+    daily_digest: str | None = "08:30"  # each group's morning summary
+    weekly_ranking: str | None = "mon 09:00"  # the week's 三率 ranking of teams and grids
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str | None) -> str | None:
+        if value is not None:
+            start, _, end = value.partition("-")
+            _clock(start)
+            _clock(end)
+        return value
+
+    @field_validator("daily_digest")
+    @classmethod
+    def _daily(cls, value: str | None) -> str | None:
+        return _clock(value)
+
+    @field_validator("weekly_ranking")
+    @classmethod
+    def _weekly(cls, value: str | None) -> str | None:
+        if value is not None:
+            day, _, at = value.strip().lower().partition(" ")
+            if day not in WEEKDAYS:
+                raise ValueError(f"not a weekday: {day!r} (use mon … sun)")
+            _clock(at)
+        return value
+
+    def quiet(self) -> tuple[time, time] | None:
+        if not self.quiet_hours:
+            return None
+        start, _, end = self.quiet_hours.partition("-")
+        return parse_clock(start), parse_clock(end)
 
 
 class GridConfig(Strict):
@@ -83,25 +141,42 @@ class PersonConfig(Strict):
     matrix: str | None = None
 
 
+MILESTONES = ("response", "on_scene", "plan", "resolution")
+
+
 class SlaRule(Strict):
-    """Deadlines for orders matching `urgency` and `matter` ("*" matches any)."""
+    """Deadlines for orders matching `urgency` and `matter` ("*" matches any), counted from dispatch.
+
+    respond: accept it in the chat; on_scene: someone is there (/到场); plan: a plan is posted
+    (/方案); resolve: finished with a photo. A milestone left out has no deadline.
+    """
 
     urgency: Urgency | Literal["*"] = "*"
     matter: Matter | Literal["*"] = "*"
-    respond: str = "5m"
+    respond: str | None = "5m"
+    on_scene: str | None = None
+    plan: str | None = None
     resolve: str = "30m"
 
-    @field_validator("respond", "resolve")
+    @field_validator("respond", "on_scene", "plan", "resolve")
     @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
         return value
 
+    def spans(self) -> dict[str, Span]:
+        given = {"response": self.respond, "on_scene": self.on_scene, "plan": self.plan, "resolution": self.resolve}
+        return {milestone: parse_duration(text) for milestone, text in given.items() if text}
 
-# "53522": on the scene in 5 minutes, small problems in 30 minutes, big ones in 5 hours,
-# complex ones a plan in 2 days and an answer 2 days later.
+
+# "53522": someone responds within 5 minutes, small problems are solved in 30 minutes, big ones in
+# 5 hours, complex (yellow) ones get a plan in 2 working days and an answer 2 working days later.
+# Red ones also need someone on the scene within 15 minutes.
 DEFAULT_SLA = (
-    SlaRule(urgency="yellow", respond="5m", resolve="4d"),
+    SlaRule(urgency="red", matter="minor", respond="5m", on_scene="15m", resolve="30m"),
+    SlaRule(urgency="red", respond="5m", on_scene="15m", resolve="5h"),
+    SlaRule(urgency="yellow", respond="5m", plan="2d", resolve="4d"),
     SlaRule(matter="major", respond="5m", resolve="5h"),
     SlaRule(matter="private", respond="5m", resolve="5h"),
     SlaRule(matter="minor", respond="5m", resolve="30m"),
@@ -109,14 +184,32 @@ DEFAULT_SLA = (
 
 
 class SlaPolicy(Strict):
-    remind_at: float = Field(0.5, gt=0, lt=1)  # share of each deadline at which the handler is nudged
+    remind_at: tuple[float, ...] = (0.5,)  # shares of each deadline at which the handler is nudged
+    overdue_after: float = Field(0.1, ge=0)  # share of the span past the deadline before dispatchers hear
+    escalate_after: float | None = Field(1.0, ge=0)  # share past the deadline before it is escalated (吹哨)
+    report_back: str = "30m"  # how long the level above has to 报到 before it climbs again
+    catch_up_after: str = "15m"  # reminders later than this (after downtime) are summarised per chat
     rules: tuple[SlaRule, ...] = DEFAULT_SLA
 
-    def deadlines(self, urgency: str, matter: str) -> tuple[timedelta, timedelta]:
+    @field_validator("remind_at", mode="before")
+    @classmethod
+    def _shares(cls, value: object) -> object:
+        shares = (value,) if isinstance(value, int | float) else value
+        if isinstance(shares, list | tuple) and not all(0 < float(s) < 1 for s in shares):
+            raise ValueError("each share must be between 0 and 1")
+        return shares
+
+    @field_validator("report_back", "catch_up_after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    def rule(self, urgency: str, matter: str) -> SlaRule:
         for rule in self.rules:
             if rule.urgency in ("*", urgency) and rule.matter in ("*", matter):
-                return parse_duration(rule.respond), parse_duration(rule.resolve)
-        return timedelta(minutes=5), timedelta(minutes=30)
+                return rule
+        return SlaRule()
 
 
 class CommunityConfig(Strict):

@@ -1,40 +1,70 @@
 """Deadlines as rows: when an order is dispatched its milestones and their reminders are written down.
 
-The scheduler only wakes the sweep (`scheduler/sweep.py`), which claims the rows that are due.
+The scheduler only wakes the sweep (`scheduler/sweep.py`), which claims the rows that are due. Each
+milestone gets a ladder: the handler is nudged at shares of the span and at the deadline, the
+dispatchers hear when it is overdue, and past a further limit the order is escalated (吹哨).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from handlers.community import SlaPolicy
+from handlers.community import SlaPolicy, parse_duration
 from storage import repo
 from storage.models import Order, Reminder
 
-MILESTONES = ("response", "resolution")
+DUE_FIELD = {"response": "respond_due", "on_scene": "on_scene_due", "plan": "plan_due",
+             "resolution": "resolve_due", "report_back": "report_back_due"}
+MET_FIELD = {"response": "accepted_at", "on_scene": "arrived_at", "plan": "planned_at", "resolution": "resolved_at",
+             "report_back": "reported_back_at"}
+ESCALATING = ("plan", "resolution")  # milestones whose slipping blows the whistle
 MIN_GRACE = timedelta(minutes=1)
+NUDGE_FROM = timedelta(minutes=20)  # shorter spans get no early nudges: they would only be noise
 
 
-def start(db: Session, order: Order, policy: SlaPolicy, now: datetime, *, responded: bool = False) -> None:
-    """Start the clock at dispatch: set the deadlines and write their reminders."""
+def start(db: Session, order: Order, policy: SlaPolicy, now: datetime, tz: ZoneInfo, *,
+          responded: bool = False, keep_resolution: bool = False) -> None:
+    """Start the clocks at dispatch: set each milestone's deadline and write its reminders."""
+    stop(db, order)
+    kept = order.resolve_due if keep_resolution else None
+    for milestone, field in DUE_FIELD.items():
+        if milestone != "report_back":
+            setattr(order, field, None)
+    for milestone, span in policy.rule(order.urgency, order.matter).spans().items():
+        if milestone == "response" and responded:
+            continue
+        due = kept if milestone == "resolution" and kept else span.after(now, tz)
+        setattr(order, DUE_FIELD[milestone], due)
+        ladder(db, order, policy, milestone, now, due)
+
+
+def ladder(db: Session, order: Order, policy: SlaPolicy, milestone: str, start: datetime, due: datetime) -> None:
+    """The reminders of one milestone, from `start` to `due` and past it."""
     assert order.id is not None
-    repo.void_reminders(db, order.id)
-    respond, resolve = policy.deadlines(order.urgency, order.matter)
-    order.respond_due = None if responded else now + respond
-    order.resolve_due = now + resolve
-    milestones = [("resolution", order.resolve_due)]
-    if order.respond_due is not None:
-        milestones.append(("response", order.respond_due))
-    for milestone, due in milestones:
-        span = due - now
-        grace = max(MIN_GRACE, span * 0.1)
-        steps = [("due", due), ("overdue", due + grace)]
-        if milestone == "resolution":
-            steps.insert(0, ("before", now + span * policy.remind_at))
-        for step, at in steps:
-            db.add(Reminder(order_id=order.id, milestone=milestone, step=step, due_at=at))
+    span = max(due - start, MIN_GRACE)
+    steps: list[tuple[str, datetime]] = []
+    if span >= NUDGE_FROM:
+        steps += [("before", start + span * share) for share in policy.remind_at]
+    steps.append(("due", due))
+    steps.append(("overdue", due + max(MIN_GRACE, span * policy.overdue_after)))
+    if milestone in ESCALATING and policy.escalate_after is not None:
+        steps.append(("escalate", due + max(MIN_GRACE * 5, span * policy.escalate_after)))
+    for step, at in steps:
+        db.add(Reminder(order_id=order.id, milestone=milestone, step=step, due_at=at))
+
+
+def report_back_clock(db: Session, order: Order, policy: SlaPolicy, now: datetime, tz: ZoneInfo) -> None:
+    """After a whistle the level above must report in (报到) in time, or it climbs again."""
+    assert order.id is not None
+    repo.void_reminders(db, order.id, ["report_back"])
+    due = parse_duration(policy.report_back).after(now, tz)
+    order.report_back_due = due
+    db.add(Reminder(order_id=order.id, milestone="report_back", step="due", due_at=due))
+    db.add(Reminder(order_id=order.id, milestone="report_back", step="escalate",
+                    due_at=due + max(MIN_GRACE, (due - now) * 0.5)))
 
 
 def met(db: Session, order: Order, milestone: str) -> None:
@@ -47,3 +77,23 @@ def stop(db: Session, order: Order) -> None:
     """The order left the open states, or went back to the dispatcher: no more nagging."""
     assert order.id is not None
     repo.void_reminders(db, order.id)
+
+
+def pause(db: Session, order: Order, now: datetime) -> None:
+    """Waiting on the resident: the clocks stand still and nobody is nagged."""
+    order.paused_at = now
+    stop(db, order)
+
+
+def resume(db: Session, order: Order, policy: SlaPolicy, now: datetime) -> None:
+    """Go on where the clocks stopped: every open deadline moves by the time spent waiting."""
+    if order.paused_at is None:
+        return
+    waited = now - order.paused_at
+    order.paused_at = None
+    for milestone, field in DUE_FIELD.items():
+        due = getattr(order, field)
+        if due is None or getattr(order, MET_FIELD[milestone]) is not None:
+            continue
+        setattr(order, field, due + waited)
+        ladder(db, order, policy, milestone, now, due + waited)

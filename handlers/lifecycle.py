@@ -40,6 +40,10 @@ class Action(StrEnum):
     ESCALATE = "escalate"
     FOLLOW = "follow"
     REPORT_BACK = "report_back"  # 报到: the escalation's target acknowledges
+    ARRIVE = "arrive"  # 到场: someone is on the scene
+    PLAN = "plan"  # 方案: a plan for a complex order
+    WAIT = "wait"  # 等待: waiting on the resident; the clocks stand still
+    RESUME = "resume"  # 继续: the wait is over
 
 
 class Capacity(StrEnum):
@@ -75,6 +79,10 @@ TRANSITIONS: dict[Action, dict[State, State | None]] = {
     Action.ESCALATE: dict.fromkeys(OPEN_STATES),
     Action.REPORT_BACK: dict.fromkeys(OPEN_STATES),
     Action.FOLLOW: dict.fromkeys(OPEN_STATES | {State.RESOLVED}),
+    Action.ARRIVE: {State.IN_PROGRESS: None},
+    Action.PLAN: {State.ASSIGNED: None, State.IN_PROGRESS: None},
+    Action.WAIT: {State.IN_PROGRESS: None},
+    Action.RESUME: {State.IN_PROGRESS: None},
 }
 
 # action → who may do it. Cancel by a reporter is limited further below (before work starts).
@@ -91,6 +99,10 @@ PERMISSIONS: dict[Action, frozenset[Capacity]] = {
     Action.ESCALATE: frozenset({Capacity.DISPATCHER, Capacity.SUPERVISOR}),
     Action.REPORT_BACK: frozenset({Capacity.SUPERVISOR, Capacity.TEAM_MEMBER, Capacity.DISPATCHER}),
     Action.FOLLOW: frozenset({Capacity.ANYONE}),
+    Action.ARRIVE: frozenset({Capacity.ASSIGNEE, Capacity.TEAM_MEMBER}),
+    Action.PLAN: frozenset({Capacity.ASSIGNEE, Capacity.TEAM_MEMBER, Capacity.DISPATCHER}),
+    Action.WAIT: frozenset({Capacity.ASSIGNEE, Capacity.TEAM_MEMBER}),
+    Action.RESUME: frozenset({Capacity.ASSIGNEE, Capacity.TEAM_MEMBER, Capacity.REPORTER, Capacity.DISPATCHER}),
 }
 
 RETURN_REASONS = ("not_mine", "need_info", "no_access", "too_big", "other")
@@ -120,6 +132,8 @@ class OrderView:
     rating_round: int = 0
     follower_ids: frozenset[int] = frozenset()
     rater_ids: frozenset[int] = frozenset()  # who rated in the current round
+    paused: bool = False
+    arrived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +221,7 @@ def transition(
         case Action.DONE:
             if not photos:
                 raise Refusal("refuse.done.photo")
-            fields = {"resolved_at": now}
+            fields = {"resolved_at": now, "paused_at": None}
             detail = {"photos": list(photos)}
         case Action.RATE:
             if score is None or not 1 <= score <= 5:
@@ -245,6 +259,24 @@ def transition(
         case Action.FOLLOW:
             if Capacity.REPORTER in held or Capacity.FOLLOWER in held:
                 raise Refusal("refuse.follow.already")
+        case Action.ARRIVE:
+            if order.arrived:
+                raise Refusal("refuse.arrive.already")
+            fields = {"arrived_at": now}
+        case Action.PLAN:
+            if not reason:
+                raise Refusal("refuse.plan.text")
+            fields = {"planned_at": now}
+            detail = {"plan": reason}
+        case Action.WAIT:
+            if order.paused:
+                raise Refusal("refuse.wait.already")
+            if not reason:
+                raise Refusal("refuse.wait.reason")
+            detail = {"reason": reason}
+        case Action.RESUME:
+            if not order.paused:
+                raise Refusal("refuse.resume.not_waiting")
     return Change(action, order.state, target, fields, detail)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,10 +10,10 @@ from sqlmodel import Session
 
 from handlers import deadlines
 from handlers.directory import ChatInfo
-from handlers.lifecycle import OPEN_STATES, Action, Change, OrderView, Refusal, State, may, transition
+from handlers.lifecycle import OPEN_STATES, Action, Actor, Capacity, Change, OrderView, Refusal, State, may, transition
 from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.triage.normalize import mask_private
-from handlers.turn import Turn
+from handlers.turn import Community, Turn
 from storage import repo
 from storage.models import Chat, Grid, Order, Person, Team
 
@@ -32,6 +32,8 @@ def view(db: Session, order: Order) -> OrderView:
         rating_round=order.rating_round,
         follower_ids=repo.follower_ids(db, order.id),
         rater_ids=repo.rater_ids(db, order),
+        paused=order.paused_at is not None,
+        arrived=order.arrived_at is not None,
     )
 
 
@@ -41,19 +43,30 @@ def may_act(turn: Turn, order: Order, action: Action) -> bool:
 
 def apply(turn: Turn, order: Order, action: Action, *, note: str | None = None, **params: Any) -> Change:
     """Check and carry out `action` on `order` for the speaker, store it with its event."""
-    grid = turn.community.grid(order.grid_id)
-    change = transition(view(turn.db, order), action, turn.actor(grid), turn.now, **params)
+    actor = turn.actor(turn.community.grid(order.grid_id))
+    return carry_out(turn.db, turn.community, order, action, actor, turn.now, note=note,
+                     chat_id=turn.chat.id, message_ref=turn.incoming.message_id, **params)
+
+
+# The scheduler acts as the system: it may blow the whistle on an order that slipped.
+SYSTEM = Actor(person_id=0, roles=frozenset({Capacity.SUPERVISOR}))
+
+
+def carry_out(db: Session, community: Community, order: Order, action: Action, actor: Actor, now: datetime, *,
+              note: str | None = None, chat_id: int | None = None, message_ref: str | None = None,
+              **params: Any) -> Change:
+    """Check `action` against both tables, change the order, move its clocks, and record the event."""
+    change = transition(view(db, order), action, actor, now, **params)
+    left_to_resolve = order.resolve_due - order.resolved_at if order.resolve_due and order.resolved_at else None
     for name, value in change.fields.items():
         setattr(order, name, value)
     order.state = change.to_state.value
-    _follow_deadlines(turn, order, change)
-    turn.db.add(order)
-    repo.add_event(
-        turn.db, order, action.value, turn.person.id, change.from_state.value, turn.now,
-        chat_id=turn.chat.id, message_ref=turn.incoming.message_id,
-        detail={**change.detail, "note": note} if note else change.detail,
-    )
-    turn.db.flush()
+    _follow_deadlines(db, community, now, order, change, left_to_resolve)
+    db.add(order)
+    detail = {**change.detail, "note": note} if note else change.detail
+    repo.add_event(db, order, action.value, actor.person_id or None, change.from_state.value, now,
+                   chat_id=chat_id, message_ref=message_ref, detail=detail)
+    db.flush()
     return change
 
 
@@ -67,19 +80,38 @@ def attempt(turn: Turn, order: Order, action: Action, **params: Any) -> bool:
     return True
 
 
-def _follow_deadlines(turn: Turn, order: Order, change: Change) -> None:
-    policy = turn.community.config.sla
+def _follow_deadlines(db: Session, community: Community, now: datetime, order: Order, change: Change,
+                      left_to_resolve: timedelta | None) -> None:
+    """Start, meet, pause and stop the clocks as the order moves."""
+    policy, tz = community.config.sla, community.tz
+    reopened = change.from_state is State.REOPENED
     match change.action:
         case Action.ASSIGN:
-            deadlines.start(turn.db, order, policy, turn.now)
+            deadlines.start(db, order, policy, now, tz, keep_resolution=reopened)
         case Action.CLAIM:
-            deadlines.start(turn.db, order, policy, turn.now, responded=True)
+            deadlines.start(db, order, policy, now, tz, responded=True, keep_resolution=reopened)
         case Action.ACCEPT:
-            deadlines.met(turn.db, order, "response")
+            deadlines.met(db, order, "response")
+        case Action.ARRIVE:
+            deadlines.met(db, order, "on_scene")
+        case Action.PLAN:
+            deadlines.met(db, order, "plan")
+        case Action.WAIT:
+            deadlines.pause(db, order, now)
+        case Action.RESUME:
+            deadlines.resume(db, order, policy, now)
+        case Action.ESCALATE:
+            deadlines.report_back_clock(db, order, policy, now, tz)
+        case Action.REPORT_BACK:
+            deadlines.met(db, order, "report_back")
         case Action.RETURN if change.to_state is State.REPORTED:
-            deadlines.stop(turn.db, order)
+            deadlines.stop(db, order)
+        case Action.RATE if change.to_state is State.REOPENED:
+            deadlines.stop(db, order)
+            # The resident was not satisfied: the clock goes on from where it stood at 办结.
+            order.resolve_due = now + left_to_resolve if left_to_resolve is not None else None
         case Action.DONE | Action.MERGE | Action.CANCEL | Action.RATE:
-            deadlines.stop(turn.db, order)
+            deadlines.stop(db, order)
 
 
 def local(moment: datetime | None, tz: ZoneInfo) -> str | None:
@@ -91,9 +123,35 @@ def place_label(order: Order) -> str:
     return "".join(parts) + (order.room or "")
 
 
+def open_deadlines(order: Order) -> list[datetime]:
+    """The deadlines of the milestones this order has not reached yet."""
+    if order.state not in OPEN_STATES:
+        return []
+    return [due for milestone, field in deadlines.DUE_FIELD.items()
+            if (due := getattr(order, field)) is not None and getattr(order, deadlines.MET_FIELD[milestone]) is None]
+
+
+def warning(order: Order, now: datetime) -> str:
+    """红黄蓝 warning: red when late (or red by nature), yellow past half its time (or yellow), else blue."""
+    if order.state not in OPEN_STATES:
+        return order.urgency
+    dues = open_deadlines(order)
+    if order.urgency == "red" or any(due < now for due in dues):
+        return "red"
+    started = order.assigned_at or order.created_at
+    if order.urgency == "yellow" or any(now >= started + (due - started) / 2 for due in dues if due > started):
+        return "yellow"
+    return "blue"
+
+
+def is_overdue(order: Order, now: datetime) -> bool:
+    return any(due < now for due in open_deadlines(order))
+
+
 def card_params(db: Session, order: Order, tz: ZoneInfo, now: datetime) -> dict[str, Any]:
     team = db.get(Team, order.team_id) if order.team_id else None
     assignee = db.get(Person, order.assignee_id) if order.assignee_id else None
+    unmet = order.state in OPEN_STATES
     return {
         "number": order.number,
         "title": order.title,
@@ -105,9 +163,13 @@ def card_params(db: Session, order: Order, tz: ZoneInfo, now: datetime) -> dict[
         "team": team.name if team else None,
         "assignee": assignee.name if assignee else None,
         "respond_due": local(order.respond_due, tz) if order.state == State.ASSIGNED else None,
-        "resolve_due": local(order.resolve_due, tz) if order.state in OPEN_STATES else None,
+        "on_scene_due": local(order.on_scene_due, tz) if unmet and not order.arrived_at else None,
+        "plan_due": local(order.plan_due, tz) if unmet and not order.planned_at else None,
+        "resolve_due": local(order.resolve_due, tz) if unmet else None,
         "level": order.level,
-        "overdue": bool(order.resolve_due and order.state in OPEN_STATES and order.resolve_due < now),
+        "overdue": is_overdue(order, now),
+        "warning": warning(order, now),
+        "paused": order.paused_at is not None and unmet,
     }
 
 

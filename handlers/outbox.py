@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlalchemy import Engine, or_
+from sqlmodel import Session, col, select
 
 from handlers.protocol import Outgoing, from_json, to_json
 from storage.db import session
@@ -19,43 +19,62 @@ from storage.models import Memo, Outbox
 
 MAX_ATTEMPTS = 8
 FIRST_PAUSE = timedelta(seconds=5)
+LEASE = timedelta(seconds=60)
 
 
-def park(engine: Engine, action: Outgoing, error: str, now: datetime, *, service: str | None = None) -> int:
+def put(db: Session, action: Outgoing, now: datetime) -> None:
+    """Queue an action inside the caller's transaction: it is sent only if the transaction commits."""
+    db.add(Outbox(service=action.service, payload=to_json(action), next_at=now, created_at=now))
+
+
+def park(engine: Engine, action: Outgoing, error: str, now: datetime) -> int:
+    """A transport could not send `action`: keep it and try again after a pause."""
     with session(engine) as db:
-        row = Outbox(service=service or action.service, payload=to_json(action), next_at=now + FIRST_PAUSE,
+        row = Outbox(service=action.service, payload=to_json(action), next_at=now + FIRST_PAUSE,
                      error=error[:500], created_at=now)
         db.add(row)
         db.commit()
         return row.id or 0
 
 
-def due(engine: Engine, service: str, now: datetime, limit: int = 50) -> list[tuple[int, Outgoing]]:
+def claim(engine: Engine, owner: str, now: datetime, *, lease: timedelta = LEASE,
+          limit: int = 200) -> list[tuple[int, Outgoing]]:
+    """Take the actions that are due for `owner` to deliver. Another instance skips them until the lease
+    runs out, so a process killed mid-delivery loses nothing: its rows are taken over."""
     with session(engine) as db:
-        rows = db.exec(
+        query = (
             select(Outbox)
-            .where(Outbox.service == service, col(Outbox.sent_at).is_(None), col(Outbox.given_up).is_(False),
-                   Outbox.next_at <= now)
+            .where(col(Outbox.sent_at).is_(None), col(Outbox.given_up).is_(False), Outbox.next_at <= now,
+                   or_(col(Outbox.claimed_until).is_(None), col(Outbox.claimed_until) < now))
             .order_by(col(Outbox.id))
             .limit(limit)
-        ).all()
-        return [(row.id or 0, from_json(row.payload)) for row in rows]
+        )
+        if db.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = db.exec(query).all()
+        for row in rows:
+            row.claimed_by, row.claimed_until = owner, now + lease
+            db.add(row)
+        taken = [(row.id or 0, from_json(row.payload)) for row in rows]
+        db.commit()
+        return taken
 
 
-def settle(engine: Engine, row_id: int, now: datetime, error: str | None = None) -> None:
-    """Record how a retry went: sent, or failed again (then wait twice as long)."""
+def settle(engine: Engine, row_ids: list[int], now: datetime, error: str | None = None) -> None:
+    """Record how delivery went: sent, or failed (then wait twice as long, and give up in the end)."""
+    if not row_ids:
+        return
     with session(engine) as db:
-        row = db.get(Outbox, row_id)
-        if row is None:
-            return
-        if error is None:
-            row.sent_at = now
-        else:
-            row.attempts += 1
-            row.error = error[:500]
-            row.given_up = row.attempts >= MAX_ATTEMPTS
-            row.next_at = now + FIRST_PAUSE * (2**row.attempts)
-        db.add(row)
+        for row in db.exec(select(Outbox).where(col(Outbox.id).in_(row_ids))):
+            if error is None:
+                row.sent_at = now
+            else:
+                row.attempts += 1
+                row.error = error[:500]
+                row.given_up = row.attempts >= MAX_ATTEMPTS
+                row.next_at = now + FIRST_PAUSE * (2**row.attempts)
+                row.claimed_until = None
+            db.add(row)
         db.commit()
 
 

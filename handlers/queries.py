@@ -36,9 +36,9 @@ def open_orders(turn: Turn) -> None:
 
 
 def _line(order: Order, now: datetime) -> dict:
-    return {"number": order.number, "title": order.title, "state": order.state, "urgency": order.urgency,
-            "place": orders.place_label(order),
-            "overdue": bool(order.resolve_due and order.resolve_due < now)}
+    return {"number": order.number, "title": order.title, "state": order.state,
+            "urgency": orders.warning(order, now), "place": orders.place_label(order),
+            "overdue": orders.is_overdue(order, now)}
 
 
 def _scope(turn: Turn) -> GridInfo:

@@ -188,6 +188,14 @@ class Linli:
                 escalation.report_back(turn, order)
             case "follow":
                 intake.follow(turn, order)
+            case "arrive":
+                work.arrive(turn, order)
+            case "plan":
+                work.plan(turn, order, " ".join(words) or None)
+            case "wait":
+                work.wait(turn, order, " ".join(words) or None)
+            case "resume":
+                work.resume(turn, order)
 
     # --- buttons ---------------------------------------------------------------------------
     def _press(self, turn: Turn, data: str) -> None:

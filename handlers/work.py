@@ -43,3 +43,28 @@ def done(turn: Turn, order: Order, photos: tuple[str, ...]) -> None:
     stars = (tuple(Button(Text("btn.star", {"score": s}), f"rt:{order.id}:{s}") for s in range(1, 6)),)
     orders.tell_chat(turn, order, "done.rate", notify=orders.interested(turn.db, order), buttons=stars,
                      photo=photos[0], name=turn.person.name)
+
+
+def arrive(turn: Turn, order: Order) -> None:
+    if orders.attempt(turn, order, Action.ARRIVE):
+        orders.update_card(turn, order)
+        orders.tell_chat(turn, order, "arrive.done", name=turn.person.name)
+
+
+def plan(turn: Turn, order: Order, text: str | None) -> None:
+    if orders.attempt(turn, order, Action.PLAN, reason=text):
+        orders.update_card(turn, order)
+        orders.tell_chat(turn, order, "plan.done", notify=orders.interested(turn.db, order), plan=text)
+
+
+def wait(turn: Turn, order: Order, reason: str | None) -> None:
+    """Waiting on the resident (not home, no access): the clocks stand still until /继续."""
+    if orders.attempt(turn, order, Action.WAIT, reason=reason):
+        orders.update_card(turn, order)
+        orders.tell_chat(turn, order, "wait.done", notify=orders.interested(turn.db, order), reason=reason)
+
+
+def resume(turn: Turn, order: Order) -> None:
+    if orders.attempt(turn, order, Action.RESUME):
+        orders.update_card(turn, order)
+        orders.tell_chat(turn, order, "resume.done")

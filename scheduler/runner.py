@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -12,7 +15,7 @@ from sqlalchemy import Engine
 from handlers.clock import Clock
 from handlers.protocol import Outgoing
 from handlers.turn import Community
-from scheduler.sweep import sweep
+from scheduler.sweep import deliver_due, sweep
 
 log = logging.getLogger(__name__)
 Deliver = Callable[[list[Outgoing]], Awaitable[None]]
@@ -28,6 +31,7 @@ class SweepRunner:
         self.clock = clock
         self.deliver = deliver
         self.every = every
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"  # who holds a lease
         self.runs = 0
         self._ran = asyncio.Condition()
         self._scheduler: AsyncIOScheduler | None = None
@@ -43,17 +47,17 @@ class SweepRunner:
             self._scheduler.shutdown(wait=False)
 
     async def tick(self) -> int:
+        delivered = 0
         try:
-            actions = sweep(self.engine, self.community, self.clock.now())
-            if actions:
-                await self.deliver(actions)
+            now = self.clock.now()
+            sweep(self.engine, self.community, now)
+            delivered = await deliver_due(self.engine, self.owner, now, self.deliver)
         except Exception:
             log.exception("sweep failed; the due rows stay due and are tried again")
-            actions = []
         async with self._ran:
             self.runs += 1
             self._ran.notify_all()
-        return len(actions)
+        return delivered
 
     async def wait_runs(self, count: int = 1, timeout: float = 5.0) -> None:
         """Wait until the scheduler has run the sweep `count` more times (the demo's fast clock)."""

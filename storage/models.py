@@ -127,8 +127,14 @@ class Order(SQLModel, table=True):
     closed_at: datetime | None = None
     escalated_at: datetime | None = None
     reported_back_at: datetime | None = None
+    arrived_at: datetime | None = None
+    planned_at: datetime | None = None
+    paused_at: datetime | None = None  # waiting on the resident: the clocks stand still
     respond_due: datetime | None = None
+    on_scene_due: datetime | None = None
+    plan_due: datetime | None = None
     resolve_due: datetime | None = None
+    report_back_due: datetime | None = None
 
 
 class Follower(SQLModel, table=True):
@@ -262,6 +268,20 @@ class Outbox(SQLModel, table=True):
     created_at: datetime
     sent_at: datetime | None = None
     given_up: bool = False
+    claimed_by: str | None = Field(default=None, max_length=64)  # the instance delivering it now
+    claimed_until: datetime | None = None  # after this, another instance may take it over
+
+
+class Digest(SQLModel, table=True):
+    """A digest sent (or being sent) for one target and period: the row makes it once only."""
+
+    __table_args__ = (UniqueConstraint("kind", "target", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # daily, weekly
+    target: str = Field(max_length=255)  # "chat:12" or "person:5"
+    period: str = Field(max_length=16)  # 2026-11-23 or 2026-W48
+    at: datetime
 
 
 class WebToken(SQLModel, table=True):

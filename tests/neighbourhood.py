@@ -12,12 +12,18 @@ from bot.settings import load_community
 from handlers.clock import ManualClock
 from handlers.community import CommunityConfig
 from handlers.router import Linli
-from scheduler.sweep import sweep
+from scheduler.sweep import sweep_and_take
 from storage.db import make_engine, session
 from storage.migrate import upgrade
 from storage.models import Order
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "linli.example.toml"
+
+
+def quiet_days(config: CommunityConfig) -> CommunityConfig:
+    """The example community without digests and quiet hours, so a test hears only what it is about."""
+    info = config.community.model_copy(update={"daily_digest": None, "weekly_ranking": None, "quiet_hours": None})
+    return config.model_copy(update={"community": info})
 GROUP = "阳光小区业主群"
 
 
@@ -26,7 +32,7 @@ class Neighbourhood:
         self.engine = make_engine(db_url)
         upgrade(self.engine)
         self.clock = ManualClock()
-        self.core = Linli(self.engine, config or load_community(EXAMPLE), self.clock)
+        self.core = Linli(self.engine, config or quiet_days(load_community(EXAMPLE)), self.clock)
         self.chat = ConsoleChat(self.core)
         self.heard: list[Posted] = []
 
@@ -42,7 +48,7 @@ class Neighbourhood:
     def later(self, **delta: float) -> list[Posted]:
         """Let time pass and run the sweep, as the scheduler would."""
         self.clock.advance(**delta)
-        self.heard = self.chat.deliver_now(sweep(self.engine, self.core.community, self.clock.now()))
+        self.heard = self.chat.deliver_now(sweep_and_take(self.engine, self.core.community, self.clock.now()))
         return self.heard
 
     # --- reading --------------------------------------------------------------------------

@@ -47,17 +47,23 @@ ALLOWED = {
     Action.ESCALATE:    (0,      0,       0,       0,       0,       0,      0,        1,         1),
     Action.REPORT_BACK: (0,      0,       0,       1,       1,       0,      0,        1,         1),
     Action.FOLLOW:      (1,      0,       0,       1,       1,       1,      1,        1,         1),
+    Action.ARRIVE:      (0,      0,       0,       1,       1,       0,      0,        0,         0),
+    Action.PLAN:        (0,      0,       0,       1,       1,       0,      0,        1,         0),
+    Action.WAIT:        (0,      0,       0,       1,       1,       0,      0,        0,         0),
+    Action.RESUME:      (0,      1,       0,       1,       1,       0,      0,        1,         0),
 }
 # The state in which each action is tried, so that only the permission decides.
 TRIED_IN = {
     Action.ASSIGN: State.REPORTED, Action.ACCEPT: State.ASSIGNED, Action.RETURN: State.ASSIGNED,
     Action.CLAIM: State.REPORTED, Action.DONE: State.IN_PROGRESS, Action.RATE: State.RESOLVED,
     Action.MERGE: State.REPORTED, Action.CANCEL: State.REPORTED, Action.ESCALATE: State.ASSIGNED,
-    Action.REPORT_BACK: State.ASSIGNED, Action.FOLLOW: State.ASSIGNED,
+    Action.REPORT_BACK: State.ASSIGNED, Action.FOLLOW: State.ASSIGNED, Action.ARRIVE: State.IN_PROGRESS,
+    Action.PLAN: State.IN_PROGRESS, Action.WAIT: State.IN_PROGRESS, Action.RESUME: State.IN_PROGRESS,
 }
 PARAMS = {
     Action.ASSIGN: {"team_id": TEAM}, Action.RETURN: {"reason": "not_mine"}, Action.DONE: {"photos": ("p",)},
     Action.RATE: {"score": 5}, Action.MERGE: {"into_id": 99}, Action.CANCEL: {"reason": "dup"},
+    Action.PLAN: {"reason": "先排查线路"}, Action.WAIT: {"reason": "家里没人"},
 }
 
 
@@ -73,9 +79,7 @@ def order(state: State, **kw) -> OrderView:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("who", list(ACTORS))
 def test_permission_table(action: Action, who: str) -> None:
     expected = ALLOWED[action][list(ACTORS).index(who)]
-    target = order(TRIED_IN[action])
-    if action is Action.ASSIGN or action is Action.CLAIM:
-        target = order(State.REPORTED)
+    target = order(TRIED_IN[action], paused=action is Action.RESUME)
     try:
         transition(target, action, ACTORS[who], NOW, **PARAMS.get(action, {}))
         allowed = True
