@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -43,7 +44,8 @@ class Transcript:
                                soft_wrap=True)
             return
         bot = posted.author == "邻里助手"
-        who = RichText(f"{stamp} {posted.author:<6}", style="bold cyan" if bot else "bold")
+        where = f" → {posted.chat}" if posted.chat != GROUP else ""  # direct messages say whom they went to
+        who = RichText(f"{stamp} {posted.author:<6}{where}", style="bold cyan" if bot else "bold")
         body = posted.text + (" [照片]" if posted.photo else "")
         lines = body.splitlines() or [""]
         self.console.print(who, RichText(lines[0]), soft_wrap=True)
@@ -55,7 +57,7 @@ class Transcript:
 
 
 async def play(db_path: Path, console: Console) -> Linli:
-    clock = ManualClock()
+    clock = ManualClock(datetime(2026, 11, 23, 0, 0, tzinfo=UTC))  # 08:00 in 阳光社区
     engine = open_storage(f"sqlite:///{db_path}")
     core = Linli(engine, load_community(EXAMPLE), clock)
     transcript = Transcript(console, clock, core.community.tz)

@@ -8,10 +8,12 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
+from handlers import outbox
 from handlers.clock import Clock
 from handlers.protocol import Outgoing
 from handlers.turn import Community
@@ -25,12 +27,13 @@ class SweepRunner:
     """Runs the sweep every `every` seconds on an asyncio loop; a slow run is never doubled."""
 
     def __init__(self, engine: Engine, community: Community, clock: Clock, deliver: Deliver,
-                 every: float = 15.0) -> None:
+                 every: float = 15.0, lease: timedelta = outbox.LEASE) -> None:
         self.engine = engine
         self.community = community
         self.clock = clock
         self.deliver = deliver
         self.every = every
+        self.lease = lease
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"  # who holds a lease
         self.runs = 0
         self._ran = asyncio.Condition()
@@ -51,7 +54,7 @@ class SweepRunner:
         try:
             now = self.clock.now()
             sweep(self.engine, self.community, now)
-            delivered = await deliver_due(self.engine, self.owner, now, self.deliver)
+            delivered = await deliver_due(self.engine, self.owner, now, self.deliver, lease=self.lease)
         except Exception:
             log.exception("sweep failed; the due rows stay due and are tried again")
         async with self._ran:

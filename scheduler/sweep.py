@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -148,9 +148,10 @@ def sweep_and_take(engine: Engine, community: Community, now: datetime, owner: s
     return [action for _, action in taken]
 
 
-async def deliver_due(engine: Engine, owner: str, now: datetime, deliver: Deliver) -> int:
+async def deliver_due(engine: Engine, owner: str, now: datetime, deliver: Deliver, *,
+                      lease: timedelta = outbox.LEASE) -> int:
     """Lease the queued actions that are due, hand them to the transports, and mark them sent."""
-    taken = outbox.claim(engine, owner, now)
+    taken = outbox.claim(engine, owner, now, lease=lease)
     if not taken:
         return 0
     ids = [row_id for row_id, _ in taken]
