@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, or_
+from sqlalchemy import Engine, insert, or_
 from sqlmodel import Session, col, select
 
 from handlers.protocol import Outgoing, from_json, to_json
@@ -22,9 +22,12 @@ FIRST_PAUSE = timedelta(seconds=5)
 LEASE = timedelta(seconds=60)
 
 
-def put(db: Session, action: Outgoing, now: datetime) -> None:
-    """Queue an action inside the caller's transaction: it is sent only if the transaction commits."""
-    db.add(Outbox(service=action.service, payload=to_json(action), next_at=now, created_at=now))
+def put(db: Session, actions: list[Outgoing], now: datetime) -> None:
+    """Queue actions inside the caller's transaction: they are sent only if the transaction commits."""
+    if actions:
+        rows = [{"service": a.service, "payload": to_json(a), "next_at": now, "created_at": now, "attempts": 0,
+                 "given_up": False} for a in actions]
+        db.execute(insert(Outbox.__table__), rows)  # type: ignore[attr-defined]
 
 
 def park(engine: Engine, action: Outgoing, error: str, now: datetime) -> int:

@@ -31,10 +31,9 @@ BATCH = 500
 
 def sweep(engine: Engine, community: Community, now: datetime, *, batch: int = BATCH) -> int:
     """Act on every reminder that is due and queue the messages; returns how many were queued."""
-    with session(engine) as db:
+    with session(engine) as db, db.no_autoflush:  # one flush at the end, not one per look-up
         queued = _reminders(db, community, now, batch) + digests.queue(db, community, now)
-        for action in queued:
-            outbox.put(db, action, now)
+        outbox.put(db, queued, now)
         db.commit()
     return len(queued)
 
@@ -54,6 +53,7 @@ def _reminders(db: Session, community: Community, now: datetime, batch: int) -> 
     out: list[Outgoing] = []
     cards: dict[int, Outgoing] = {}  # one card edit per order, however many of its reminders fell due
     missed: dict[int, list[tuple[Reminder, Order]]] = defaultdict(list)
+    seen = _Seen(db)
     for reminder, order in db.exec(query).all():
         if order.state not in OPEN_STATES:
             reminder.void = True
@@ -64,7 +64,7 @@ def _reminders(db: Session, community: Community, now: datetime, batch: int) -> 
             continue
         reminder.sent_at = now
         stale = reminder.due_at < stale_before
-        messages = _act(db, community, reminder, order, now)
+        messages = _act(seen, community, reminder, order, now)
         cards.update((m.order_id or 0, m) for m in messages if m.kind is Kind.UPDATE_CARD)
         if stale and order.chat_id:
             missed[order.chat_id].append((reminder, order))  # after downtime: one summary per chat
@@ -74,9 +74,32 @@ def _reminders(db: Session, community: Community, now: datetime, batch: int) -> 
     return out + list(cards.values())
 
 
-def _act(db: Session, community: Community, reminder: Reminder, order: Order, now: datetime) -> list[Outgoing]:
+class _Seen:
+    """Look-ups one sweep repeats for many reminders: chats and mentions, made once each."""
+
+    def __init__(self, db: Session) -> None:
+        self.db = db
+        self.chats: dict[int, Chat | None] = {}
+        self.names: dict[tuple[str, tuple[int, ...]], tuple] = {}
+
+    def chat(self, chat_id: int | None) -> Chat | None:
+        if chat_id is None:
+            return None
+        if chat_id not in self.chats:
+            self.chats[chat_id] = self.db.get(Chat, chat_id)
+        return self.chats[chat_id]
+
+    def mentions(self, people: list[Person], service: str) -> tuple:
+        key = (service, tuple(p.id or 0 for p in people))
+        if key not in self.names:
+            self.names[key] = mentions_on(self.db, people, service)
+        return self.names[key]
+
+
+def _act(seen: _Seen, community: Community, reminder: Reminder, order: Order, now: datetime) -> list[Outgoing]:
     """What one reminder does: nag the handler, tell the dispatchers, or blow the whistle."""
-    chat = db.get(Chat, order.chat_id) if order.chat_id else None
+    db = seen.db
+    chat = seen.chat(order.chat_id)
     if chat is None:
         return []
     lang = chat.lang or community.lang
@@ -103,7 +126,7 @@ def _act(db: Session, community: Community, reminder: Reminder, order: Order, no
     text = Text(key, {"number": order.number, "milestone": reminder.milestone, "minutes": minutes,
                       "names": [p.name for p in people], **params})
     messages = [Outgoing(Kind.SEND, text, lang=lang, service=chat.service, chat_id=chat.external_id,
-                         order_id=order.id, mentions=mentions_on(db, people, chat.service))]
+                         order_id=order.id, mentions=seen.mentions(people, chat.service))]
     messages.append(_card(db, community, order, lang, now))  # its 红黄蓝 warning moves with the clock
     return messages
 
