@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, insert
+from sqlalchemy import text as sql
 
 from bot.render import render
 from bot.settings import load_community
@@ -164,6 +165,8 @@ def _fill_orders(engine: Engine, core: Linli, count: int, due_share: float) -> d
         with engine.begin() as connection:
             connection.execute(insert(Order), orders)
             connection.execute(insert(Reminder), reminders)
+    with engine.begin() as connection:  # fresh statistics, as autovacuum would have them in a running system
+        connection.execute(sql("ANALYZE"))
     return now
 
 

@@ -27,7 +27,7 @@ def put(db: Session, actions: list[Outgoing], now: datetime) -> None:
     if actions:
         rows = [{"service": a.service, "payload": to_json(a), "next_at": now, "created_at": now, "attempts": 0,
                  "given_up": False} for a in actions]
-        db.execute(insert(Outbox.__table__), rows)  # type: ignore[attr-defined]
+        db.connection().execute(insert(Outbox.__table__), rows)  # type: ignore[attr-defined]
 
 
 def park(engine: Engine, action: Outgoing, error: str, now: datetime) -> int:

@@ -39,7 +39,7 @@ def record_delivery(db: Session, service: str, chat: str, message_ref: str, now:
         .on_conflict_do_nothing(index_elements=["service", "chat", "message_ref"])
         .returning(Delivery.__table__.c.id)  # type: ignore[attr-defined]
     )
-    return db.execute(statement).first() is not None
+    return db.connection().execute(statement).first() is not None
 
 
 def grid_by_code(db: Session, code: str) -> Grid | None:
@@ -139,11 +139,15 @@ def people_with_role_over(db: Session, path: str, role: str) -> list[Person]:
     )
 
 
+# The hot path runs its statements on the session's connection: the same transaction, without the
+# ORM's per-statement work (a fifth of the cost on SQLite).
+
+
 def insert_row(db: Session, row: SQLModel) -> int:
     """Insert one new row with a plain INSERT (no unit of work) and return its id."""
     table = row.__table__  # type: ignore[attr-defined]
     values = {name: value for name, value in row.__dict__.items() if name in table.c and name != "id"}
-    return db.execute(insert(table).returning(table.c.id), values).scalar_one()
+    return db.connection().execute(insert(table).returning(table.c.id), values).scalar_one()
 
 
 _COUNTER = Counter.__table__  # type: ignore[attr-defined]
@@ -151,7 +155,7 @@ _COUNTER = Counter.__table__  # type: ignore[attr-defined]
 
 def next_number(db: Session, community_id: int) -> int:
     """Take the community's next order number; the row lock serialises concurrent takers."""
-    taken = db.execute(
+    taken = db.connection().execute(
         update(_COUNTER)
         .where(_COUNTER.c.community_id == community_id)
         .values(next_number=_COUNTER.c.next_number + 1)
