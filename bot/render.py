@@ -64,7 +64,9 @@ def _card(p: dict[str, Any], lang: str, filed: bool = False) -> str:
     zh = lang == "zh"
     place = p.get("place") or ""
     marker = name("marker", p.get("warning") or p["urgency"], lang)
-    head = f"{marker} #{p['number']} {p['title']}" + (f" · {place}" if place else "")
+    private = "私事，详情已私信报事人" if zh else "private matter, details sent to the reporter"
+    title = private if p.get("private") else p["title"]
+    head = f"{marker} #{p['number']} {title}" + (f" · {place}" if place else "")
     tags = " · ".join([name("category", p["category"], lang), name("urgency", p["urgency"], lang),
                        name("matter", p["matter"], lang)])
     who = _holder(p, lang)
@@ -224,6 +226,10 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "prompt.not_yours": "这是问发消息的人的，谢谢。",
         "prompt.dropped": "好的，不登记。",
         "follow.added": "已把{name}加为 #{number} 的关注人，进展会通知您。",
+        "dup.ask": "#{number} 是不是和 #{same}（{title}）同一个问题？",
+        "dup.kept": "好的，#{number} 单独处理。",
+        "btn.dup_yes": "是，并入 #{number}",
+        "btn.dup_no": "不是",
         "refuse.follow.already": "您已经在关注 #{number} 了。",
         "assign.done": lambda p, lang: f"#{p['number']} 已派给 {_holder(p, lang)}，请在 {p.get('respond_due')} 前接单，"
                                         f"{p.get('resolve_due')} 前办结。 {_mentions(p)}".rstrip(),
@@ -366,6 +372,10 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "prompt.not_yours": "That question is for the sender, thanks.",
         "prompt.dropped": "OK, not filed.",
         "follow.added": "{name} now follows #{number} and will hear about progress.",
+        "dup.ask": "Is #{number} the same problem as #{same} ({title})?",
+        "dup.kept": "OK, #{number} stays on its own.",
+        "btn.dup_yes": "Yes, merge into #{number}",
+        "btn.dup_no": "No",
         "refuse.follow.already": "You already follow #{number}.",
         "assign.done": lambda p, lang: f"#{p['number']} assigned to {_holder(p, lang)}: "
                                         f"please accept by {p.get('respond_due')} and finish by "

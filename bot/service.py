@@ -48,12 +48,22 @@ def transports(core: Linli, settings: Settings, *, webhook: str | None, listen: 
     return found
 
 
-def route(running: list[Running]):  # type: ignore[no-untyped-def]
-    """Deliver each action through the transport of its service (direct messages: the first that can)."""
+def route(core: Linli, running: list[Running]):  # type: ignore[no-untyped-def]
+    """Deliver each action through the transport of its service; a direct message through the first
+    service the person has an account on (the order's own service first)."""
+
+    def owner(action: Outgoing) -> str:
+        if action.kind is not Kind.DIRECT:
+            return action.service
+        services = [action.service] if action.service else []
+        services += [t.service for t in running if t.service not in services]
+        return next((s for s in services if core.person(action.person_id or 0, s)[1] is not None), "")
 
     async def deliver(actions: list[Outgoing]) -> None:
+        chosen = [(owner(action), action) for action in actions]
         for transport in running:
-            mine = [a for a in actions if a.service in ("", transport.service) or a.kind is Kind.DIRECT]
+            mine = [a for service, a in chosen if service in ("", transport.service) and
+                    (a.kind is not Kind.DIRECT or service == transport.service)]
             if mine:
                 await transport.deliver(mine)
 
@@ -76,7 +86,8 @@ async def _serve(core: Linli, settings: Settings, running: list[Running]) -> Non
     for transport in running:
         await transport.start()
         log.info("%s transport started", transport.service)
-    sweeper = SweepRunner(core.engine, core.community, core.clock, route(running), every=settings.sweep_seconds)
+    sweeper = SweepRunner(core.engine, core.community, core.clock, route(core, running),
+                          every=settings.sweep_seconds)
     sweeper.start()
     try:
         await stop.wait()

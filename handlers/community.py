@@ -220,6 +220,13 @@ class CommunityConfig(Strict):
     people: list[PersonConfig] = Field(default_factory=list)
     sla: SlaPolicy = SlaPolicy()
     landmarks: list[str] = Field(default_factory=list)  # 北门, 地下车库, 垃圾站 …
+    duplicate_window: str = "24h"  # a report like an open order from within this window may be the same
+
+    @field_validator("duplicate_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
     points_per_order: int = 10
 
     @model_validator(mode="after")

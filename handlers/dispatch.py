@@ -10,7 +10,7 @@ from handlers.lifecycle import RETURN_REASONS, Action, Capacity
 from handlers.protocol import Button, Text
 from handlers.turn import Turn
 from storage import repo
-from storage.models import Follower, Order, Person, Prompt, Team
+from storage.models import Order, Person, Prompt, Team
 
 
 def assign(turn: Turn, order: Order, target: str | None) -> None:
@@ -117,10 +117,7 @@ def merge(turn: Turn, order: Order, into: Order) -> None:
         return
     if not orders.attempt(turn, order, Action.MERGE, into_id=into.id):
         return
-    followers = repo.follower_ids(turn.db, into.id or 0)
-    for person_id in {order.reporter_id, *repo.follower_ids(turn.db, order.id or 0)}:
-        if person_id != into.reporter_id and person_id not in followers:
-            turn.db.add(Follower(order_id=into.id or 0, person_id=person_id))
+    orders.follow_instead(turn.db, order, into)
     orders.update_card(turn, order)
     turn.reply("merge.done", number=order.number, into=into.number)
 

@@ -7,9 +7,12 @@ import re
 from sqlmodel import col, select
 
 from handlers import orders
+from handlers.community import parse_duration
+from handlers.dispatch import suggest_team
 from handlers.lifecycle import OPEN_STATES, Action
 from handlers.protocol import Button, Text
 from handlers.triage import Triage, triage
+from handlers.triage.normalize import fold, simplified
 from handlers.turn import GridInfo, Turn
 from storage import repo
 from storage.models import Event, Follower, Order, Photo, Prompt
@@ -80,13 +83,92 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
     for ref in turn.incoming.photos:
         repo.insert_row(db, Photo(order_id=order.id, event_id=event_id, service=turn.incoming.service, ref=ref,
                                   purpose="report", at=turn.now))
-    orders.post_card(turn, order, key="card.filed")
+    orders.post_card(turn, order, filed=True)
     if order.urgency == "red":
-        orders.tell_chat(turn, order, "alert.red", notify=orders.dispatchers_of(db, order),
-                         category=order.category)
+        orders.tell_chat(turn, order, "alert.red", notify=_on_duty(turn, order), category=order.category)
     if not turn.chat.bound and not turn.chat.is_direct:
         ask_to_bind(turn, order)
+    if (same := find_duplicate(turn, order)) is not None:
+        ask_if_duplicate(turn, order, same)
     return order
+
+
+def _on_duty(turn: Turn, order: Order) -> list:  # type: ignore[type-arg]
+    """Who hears a red alert at once: the dispatchers and the team that would take it."""
+    people = orders.dispatchers_of(turn.db, order)
+    team = suggest_team(turn, order, repo.teams_in(turn.db, turn.community.grid_id))
+    if team is not None:
+        people += [p for p in repo.team_members(turn.db, team.id or 0) if p.id not in {q.id for q in people}]
+    return people
+
+
+def find_duplicate(turn: Turn, order: Order) -> Order | None:
+    """An open order of the same grid, category and place, reported lately, that reads alike."""
+    since = turn.now - parse_duration(turn.community.config.duplicate_window).clock_time()
+    query = (
+        select(Order)
+        .where(Order.grid_id == order.grid_id, Order.category == order.category, Order.id != order.id,
+               col(Order.state).in_([s.value for s in OPEN_STATES]), Order.created_at >= since)
+        .order_by(col(Order.id).desc())
+        .limit(30)
+    )
+    words = _bigrams(order.text)
+    for other in turn.db.exec(query):
+        if order.building and other.building and order.building != other.building:
+            continue
+        same_place = bool(order.building) and order.building == other.building
+        if _similarity(words, _bigrams(other.text)) >= (0.15 if same_place else 0.35):
+            return other
+    return None
+
+
+def _bigrams(text: str) -> set[str]:
+    plain = "".join(ch for ch in simplified(fold(text[:300])).lower() if ch.isalnum())
+    return {plain[i:i + 2] for i in range(len(plain) - 1)}
+
+
+def _similarity(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def ask_if_duplicate(turn: Turn, order: Order, same: Order) -> None:
+    """Filed already, so nothing is lost; the reporter may fold it into the earlier order."""
+    prompt = Prompt(kind="dup", person_id=turn.person.id, chat_id=turn.chat.id, order_id=order.id,
+                    payload={"into": same.id}, created_at=turn.now)
+    turn.db.add(prompt)
+    turn.db.flush()
+    buttons = ((Button(Text("btn.dup_yes", {"number": same.number}), f"dup:{prompt.id}:y"),
+                Button(Text("btn.dup_no"), f"dup:{prompt.id}:n")),)
+    turn.reply("dup.ask", buttons=buttons, order_id=order.id, number=order.number, same=same.number,
+               title=same.title)
+
+
+def answer_duplicate(turn: Turn, prompt_id: int, yes: bool) -> None:
+    prompt = turn.db.get(Prompt, prompt_id)
+    if prompt is None or prompt.kind != "dup" or prompt.answered_at is not None:
+        turn.refuse("prompt.gone")
+        return
+    order, into = turn.db.get(Order, prompt.order_id), turn.db.get(Order, prompt.payload.get("into"))
+    if order is None or into is None:
+        turn.refuse("prompt.gone")
+        return
+    if prompt.person_id != turn.person.id and not orders.may_act(turn, order, Action.MERGE):
+        turn.refuse("prompt.not_yours")
+        return
+    prompt.answered_at = turn.now
+    turn.db.add(prompt)
+    if not yes:
+        turn.alert("dup.kept", number=order.number)
+        return
+    if order.state not in [s.value for s in OPEN_STATES] or into.state not in [s.value for s in OPEN_STATES]:
+        turn.refuse("prompt.gone")
+        return
+    # The reporter says it is the same problem: the system merges it on their word.
+    orders.carry_out(turn.db, turn.community, order, Action.MERGE, orders.SYSTEM, turn.now, into_id=into.id,
+                     chat_id=turn.chat.id, message_ref=turn.incoming.message_id)
+    orders.follow_instead(turn.db, order, into)
+    orders.update_card(turn, order)
+    turn.reply("merge.done", number=order.number, into=into.number)
 
 
 def ask_to_bind(turn: Turn, order: Order) -> None:

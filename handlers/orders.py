@@ -15,7 +15,7 @@ from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.triage.normalize import mask_private
 from handlers.turn import Community, Turn
 from storage import repo
-from storage.models import Chat, Grid, Order, Person, Team
+from storage.models import Chat, Follower, Grid, Order, Person, Team
 
 TITLE_CHARS = 24
 
@@ -38,12 +38,13 @@ def view(db: Session, order: Order) -> OrderView:
 
 
 def may_act(turn: Turn, order: Order, action: Action) -> bool:
-    return may(view(turn.db, order), turn.actor(turn.community.grid(order.grid_id)), action)
+    actor = turn.actor(turn.community.grid(order.grid_id), order_chat_id=order.chat_id)
+    return may(view(turn.db, order), actor, action)
 
 
 def apply(turn: Turn, order: Order, action: Action, *, note: str | None = None, **params: Any) -> Change:
     """Check and carry out `action` on `order` for the speaker, store it with its event."""
-    actor = turn.actor(turn.community.grid(order.grid_id))
+    actor = turn.actor(turn.community.grid(order.grid_id), order_chat_id=order.chat_id)
     return carry_out(turn.db, turn.community, order, action, actor, turn.now, note=note,
                      chat_id=turn.chat.id, message_ref=turn.incoming.message_id, **params)
 
@@ -200,14 +201,24 @@ def where_it_lives(turn: Turn, order: Order) -> Chat | ChatInfo:
     return turn.db.get(Chat, order.chat_id) or turn.chat
 
 
-def post_card(turn: Turn, order: Order, key: str = "card") -> None:
+def card_text(db: Session, order: Order, tz: ZoneInfo, now: datetime, *, filed: bool = False,
+              in_group: bool = True) -> Text:
+    """The order's card. A private matter (私事) shows a group only that it exists and who has it."""
+    params = card_params(db, order, tz, now)
+    if in_group and order.matter == "private":
+        params.update(title="", place=f"{order.building}栋" if order.building else "", private=True)
+    return Text("card.filed" if filed else "card", params)
+
+
+def post_card(turn: Turn, order: Order, *, filed: bool = False) -> None:
     """Post the order's card where the order lives (or here, if it lives nowhere else)."""
     chat = where_it_lives(turn, order)
+    in_group = not chat.is_direct
     turn.out.append(
         Outgoing(
             Kind.CARD,
-            Text(key, card_params(turn.db, order, turn.community.tz, turn.now)),
-            lang=turn.chat_lang if chat.id != turn.chat.id or not turn.incoming.is_direct else turn.lang,
+            card_text(turn.db, order, turn.community.tz, turn.now, filed=filed, in_group=in_group),
+            lang=turn.lang if not in_group and chat.id == turn.chat.id else turn.chat_lang,
             service=chat.service,
             chat_id=chat.external_id,
             order_id=order.id,
@@ -215,13 +226,18 @@ def post_card(turn: Turn, order: Order, key: str = "card") -> None:
             buttons=card_buttons(order),
         )
     )
+    if in_group and order.matter == "private" and filed:
+        # The details go to the reporter alone, where the service allows a direct message.
+        turn.out.append(Outgoing(Kind.DIRECT, card_text(turn.db, order, turn.community.tz, turn.now,
+                                                        filed=True, in_group=False),
+                                 lang=turn.lang, person_id=order.reporter_id, order_id=order.id))
 
 
 def update_card(turn: Turn, order: Order) -> None:
     turn.out.append(
         Outgoing(
             Kind.UPDATE_CARD,
-            Text("card", card_params(turn.db, order, turn.community.tz, turn.now)),
+            card_text(turn.db, order, turn.community.tz, turn.now),
             lang=turn.chat_lang,
             order_id=order.id,
             buttons=card_buttons(order),
@@ -284,3 +300,11 @@ def interested(db: Session, order: Order) -> list[Person]:
     ids = [order.reporter_id, *sorted(repo.follower_ids(db, order.id or 0))]
     found = repo.people(db, ids)
     return [found[i] for i in ids if i in found]
+
+
+def follow_instead(db: Session, order: Order, into: Order) -> None:
+    """After a merge, everyone waiting on `order` follows `into`."""
+    followers = repo.follower_ids(db, into.id or 0)
+    for person_id in {order.reporter_id, *repo.follower_ids(db, order.id or 0)}:
+        if person_id != into.reporter_id and person_id not in followers:
+            db.add(Follower(order_id=into.id or 0, person_id=person_id))

@@ -16,6 +16,7 @@ from handlers.clock import Clock
 from handlers.commands import Command, parse
 from handlers.community import CommunityConfig
 from handlers.directory import Directory
+from handlers.privacy import shield
 from handlers.protocol import Incoming, Kind, Outgoing, Text
 from handlers.roster import apply_roster
 from handlers.triage.normalize import clean, language_of
@@ -42,6 +43,13 @@ class Linli:
             self.community: Community = apply_roster(db, config)
         self.directory = Directory(self.community.unsorted_grid_id)
 
+    def add_bot_names(self, *names: str) -> None:
+        """Names the bot also answers to, learnt when a transport logs in (its Telegram @username):
+        "@name …" addresses the bot and "/report@name" is a command for it."""
+        self.bot_names = self.bot_names | frozenset(name.lower() for name in names if name)
+        longest_first = sorted(self.bot_names, key=len, reverse=True)  # "@linli_bot" before "@linli"
+        self._mention = re.compile("|".join(f"@{re.escape(name)}" for name in longest_first), re.I)
+
     # --- messages in ---------------------------------------------------------------------
     def handle(self, incoming: Incoming) -> list[Outgoing]:
         now = self.clock.now()
@@ -60,6 +68,7 @@ class Linli:
                     self._roll_back(db)
                     return []
                 db.commit()
+                turn.out = shield(turn.out)
             except IntegrityError:
                 self._roll_back(db)
                 log.info("dropped a duplicate delivery of %s", incoming.message_id)
@@ -206,6 +215,9 @@ class Linli:
             return
         if verb == "pr":
             intake.answer_prompt(turn, int(ident), arg == "y")
+            return
+        if verb == "dup":
+            intake.answer_duplicate(turn, int(ident), arg == "y")
             return
         order = turn.db.get(Order, int(ident))
         if order is None or order.community_id != self.community.grid_id:

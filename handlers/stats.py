@@ -174,10 +174,7 @@ def ranking(db: Session, limit: int = 10) -> list[tuple[str, int, int]]:
     return [(name, int(points), int(n)) for name, points, n in db.execute(query)]
 
 
-# --- what the dashboards and the ledger add: periods, series, the open board ---------------------
-Period = Literal["today", "week", "month", "all"]
-
-
+# --- what the dashboards and the ledger add: calendar periods and series over time ---------------
 def overdue_clause(now: datetime):  # type: ignore[no-untyped-def]
     """An open order past its resolution deadline: the one meaning of 超时 in counts and boards."""
     return and_(col(Order.state).in_(_OPEN), Order.resolve_due < now)
@@ -223,28 +220,3 @@ def rates_series(
     """The three rates per bucket (a local day, or a week over long periods): `rates` over each span."""
     return [(start, rates(db, community_id, now, group=group, since=start, until=end, grid_ids=grid_ids))
             for start, end in buckets(since, until, tz)]
-
-
-@dataclass(frozen=True, slots=True)
-class BoardCell:
-    """Open orders of one grid and building at one urgency (红黄蓝), and how many of them are overdue."""
-
-    grid_id: int
-    building: str | None
-    urgency: str
-    open: int
-    overdue: int
-
-
-def open_board(db: Session, community_id: int, now: datetime, grid_ids: list[int] | None = None) -> list[BoardCell]:
-    """Every open order counted by grid, building and urgency, whenever it was reported."""
-    filters = [Order.community_id == community_id, col(Order.state).in_(_OPEN)]
-    if grid_ids is not None:
-        filters.append(col(Order.grid_id).in_(grid_ids))
-    query = (
-        select(Order.grid_id, Order.building, Order.urgency, func.count(),
-               func.sum(case((overdue_clause(now), 1), else_=0)))
-        .where(*filters)
-        .group_by(Order.grid_id, Order.building, Order.urgency)
-    )
-    return [BoardCell(grid, building, urgency, n, late or 0) for grid, building, urgency, n, late in db.execute(query)]

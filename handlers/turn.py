@@ -71,8 +71,11 @@ class Turn:
         return self.community.grid(self.chat.grid_id)
 
     # --- who is speaking -------------------------------------------------------------------
-    def actor(self, grid: GridInfo | None = None) -> Actor:
-        """The speaker's roles over `grid` (the chat's grid by default) and their teams."""
+    def actor(self, grid: GridInfo | None = None, *, order_chat_id: int | None = None) -> Actor:
+        """The speaker's roles over `grid` (the chat's grid by default) and their teams.
+
+        `order_chat_id` is the chat an order was reported in, when the question is about an order.
+        """
         grid = grid or self.grid
         roles: set[Capacity] = set()
         ancestors = repo.ancestor_ids(grid.path)
@@ -80,7 +83,7 @@ class Turn:
             roles.add(Capacity.DISPATCHER)
         if repo.role_grid_ids(self.db, self.person.id, "supervisor") & ancestors:
             roles.add(Capacity.SUPERVISOR)
-        if self.incoming.sender_is_admin and self.community.config.community.admins_are_dispatchers:
+        if self._admin_over(grid, order_chat_id):
             roles.add(Capacity.DISPATCHER)
         teams = repo.teams_of(self.db, self.person.id)
         return Actor(
@@ -89,6 +92,15 @@ class Turn:
             team_ids=frozenset(team.id for team in teams if team.id is not None),
             volunteer=any(team.kind == "volunteers" for team in teams),
         )
+
+    def _admin_over(self, grid: GridInfo, order_chat_id: int | None) -> bool:
+        """A chat admin dispatches what belongs to their chat: its own orders, and, once the chat is bound,
+        the grid it is bound to. Anyone can make a group and be its admin; that must not reach further."""
+        if not (self.incoming.sender_is_admin and self.community.config.community.admins_are_dispatchers):
+            return False
+        if order_chat_id is not None and order_chat_id == self.chat.id:
+            return True
+        return self.chat.bound and grid.path.startswith(self.grid.path)
 
     # --- what the bot says -----------------------------------------------------------------
     def reply(

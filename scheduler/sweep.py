@@ -19,6 +19,7 @@ from handlers import escalation, orders, outbox
 from handlers.community import parse_duration
 from handlers.deadlines import DUE_FIELD
 from handlers.lifecycle import OPEN_STATES
+from handlers.privacy import shield
 from handlers.protocol import Kind, Outgoing, Text
 from handlers.turn import Community, mentions_on
 from handlers.workdays import quiet_until
@@ -33,7 +34,7 @@ def sweep(engine: Engine, community: Community, now: datetime, *, batch: int = B
     """Act on every reminder that is due and queue the messages; returns how many were queued."""
     with session(engine) as db, db.no_autoflush:  # one flush at the end, not one per look-up
         queued = _reminders(db, community, now, batch) + digests.queue(db, community, now)
-        outbox.put(db, queued, now)
+        outbox.put(db, shield(queued), now)
         db.commit()
     return len(queued)
 
@@ -132,7 +133,7 @@ def _act(seen: _Seen, community: Community, reminder: Reminder, order: Order, no
 
 
 def _card(db: Session, community: Community, order: Order, lang: str, now: datetime) -> Outgoing:
-    card = Text("card", orders.card_params(db, order, community.tz, now))
+    card = orders.card_text(db, order, community.tz, now)
     return Outgoing(Kind.UPDATE_CARD, card, lang=lang, order_id=order.id, buttons=orders.card_buttons(order))
 
 

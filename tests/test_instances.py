@@ -76,18 +76,21 @@ def _stop(*processes: subprocess.Popen) -> None:
 def test_two_schedulers_send_each_reminder_exactly_once(postgres_url: str, tmp_path: Path, kill_one: bool) -> None:
     hood, expected = _orders_in_progress(postgres_url)
     files = (tmp_path / "a.jsonl", tmp_path / "b.jsonl")
-    first = _start(postgres_url, hood, files[0], hang_at=2 if kill_one else None)
-    second = _start(postgres_url, hood, files[1])
+    first = _start(postgres_url, hood, files[0], hang_at=1 if kill_one else None)
+    second = None
     try:
-        if kill_one:
+        if kill_one:  # the first takes the first batch alone, stops dead holding its lease, and is killed
             deadline = time.monotonic() + 30
             while '"hung"' not in (files[0].read_text() if files[0].exists() else ""):
                 assert time.monotonic() < deadline and first.poll() is None, first.stderr.read().decode()[-2000:]
                 time.sleep(0.02)
-            os.kill(first.pid, signal.SIGKILL)  # it holds leased rows it never sent
+            second = _start(postgres_url, hood, files[1])
+            os.kill(first.pid, signal.SIGKILL)
+        else:
+            second = _start(postgres_url, hood, files[1])
         sent = _wait_for(files, expected, seconds=40)
     finally:
-        _stop(first, second)
+        _stop(first, *([second] if second else []))
         hood.engine.dispose()
     assert len(sent) == expected, f"{len(sent)} messages for {expected} reminders"
     assert len(set(sent)) == expected, "a reminder was sent twice"

@@ -46,7 +46,7 @@ def test_a_bad_setting_names_itself(monkeypatch: pytest.MonkeyPatch, variable: s
 def test_the_example_community_file_loads() -> None:
     config = load_community(EXAMPLE)
     assert config.community.name == "阳光社区"
-    assert {team.code for team in config.teams} == {"wy-repair", "grid-workers", "volunteers"}
+    assert {team.code for team in config.teams} == {"wy-repair", "grid-workers", "emergency", "volunteers"}
 
 
 def test_no_file_means_zero_config(tmp_path: Path) -> None:
@@ -99,4 +99,18 @@ def test_zero_config_accepts_any_chat_and_admins_dispatch(tmp_path: Path) -> Non
     hood.expect("#1 已派给 王师傅")
     hood.say("王师傅", "/接单 #1", chat="随便一个群")
     hood.expect("#1 王师傅已接单")
+    hood.engine.dispose()
+
+
+def test_a_chat_admin_dispatches_only_their_own_chat(tmp_path: Path) -> None:
+    from handlers.community import zero_config
+
+    hood = Neighbourhood(f"sqlite:///{tmp_path / 'zero.db'}", zero_config())
+    hood.say("王阿姨", "/报事 门口路灯坏了", chat="3栋群")
+    hood.chat.admins.add("别的群主")
+    hood.say("别的群主", "/撤销 #1 不用修", chat="自己建的群")
+    hood.expect("只有报事人或书记、网格长可以撤销 #1")
+    hood.say("别的群主", "/派单 #1 @别的群主", chat="自己建的群")
+    hood.expect("只有书记或网格长可以派单")
+    assert hood.order(1).state == "reported"
     hood.engine.dispose()

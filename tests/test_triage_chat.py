@@ -1,0 +1,79 @@
+"""Triage in the group: chatter stays chatter, requests are filed, red ones alert, duplicates are caught."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from storage.models import Event, Follower
+from tests.neighbourhood import Neighbourhood
+
+
+def test_chatter_files_nothing_and_says_nothing(hood: Neighbourhood) -> None:
+    for line in ("大家早上好☀️", "收到", "【通知】明天上午9点到12点3号楼停水检修，请提前储水", "有没有人一起拼车去机场",
+                 "[图片]", "谢谢物业，电梯修好了👍", "5栋3单元团购水果接龙"):
+        hood.say("李姐", line)
+        hood.expect_silence()
+    assert hood.order_count() == 0
+
+
+def test_a_plain_message_about_a_problem_is_filed(hood: Neighbourhood) -> None:
+    hood.say("王阿姨", "3栋2单元楼道灯又坏了 晚上黑漆漆的 老人下楼怕摔")
+    hood.expect("已登记", "#1", "公共设施", "3栋2单元")
+    hood.say("Mr. Smith", "The lift in block 5 has been broken since this morning, please send someone")
+    hood.expect("#2", "公共设施", "5栋")
+
+
+def test_a_red_report_alerts_the_dispatcher_and_the_team_on_duty(hood: Neighbourhood) -> None:
+    hood.say("赵先生", "7栋2单元有很浓的煤气味，快来人看看！")
+    said = hood.expect("已登记", "🔴", "紧急", "治安消防", "@张书记")
+    assert "@钱警官" in said, "the team that would take it hears at once"
+
+
+def test_plus_one_follows_instead_of_filing(hood: Neighbourhood) -> None:
+    hood.say("王阿姨", "/报事 3栋停水了，一滴都没有")
+    for who, line in (("李姐", "+1"), ("孙大爷", "我家也停水了"), ("吴奶奶", "同上")):
+        hood.say(who, line, reply_to=hood.card(1))
+        hood.expect(f"已把{who}加为 #1 的关注人")
+    assert hood.order_count() == 1
+    with hood.db() as db:
+        assert len(db.exec(select(Follower)).all()) == 3
+
+
+def test_undo_removes_the_order_and_keeps_its_history(hood: Neighbourhood) -> None:
+    hood.say("王阿姨", "/报事 门口路灯坏了")
+    hood.press("王阿姨", "撤销", hood.card(1))
+    hood.expect("#1 已撤销")
+    assert hood.order(1).state == "cancelled"
+    with hood.db() as db:
+        assert [e.action for e in db.exec(select(Event))] == ["report", "cancel"]
+
+
+def test_a_phone_number_never_reaches_the_group(hood: Neighbourhood) -> None:
+    hood.say("王阿姨", "/报事 3栋楼道灯坏了，有事打我电话13812345678，身份证110101199003071234")
+    hood.say("张书记", "/派单 #1 @刘师傅")
+    hood.say("刘师傅", "/退单 #1 联系不上，电话13812345678没人接")
+    group = "\n".join(p.text for p in hood.chat.bot_said("阳光小区业主群"))
+    assert "13812345678" not in group and "110101199003071234" not in group
+    assert "138****5678" in group
+    assert hood.order(1).text.endswith("110101199003071234"), "the order itself keeps what was written"
+
+
+def test_the_same_problem_twice_asks_and_merges(hood: Neighbourhood) -> None:
+    hood.say("王阿姨", "3栋2单元楼道灯坏了，晚上很黑")
+    hood.say("李姐", "3栋2单元的楼道灯又坏了，黑乎乎的")
+    hood.expect("#2 是不是和 #1", "同一个问题")
+    hood.press("李姐", "是，并入 #1")
+    hood.expect("#2 与 #1 是同一个问题，已合并")
+    assert hood.order(2).state == "merged"
+    hood.say("孙大爷", "5栋门口的路灯也不亮了")
+    assert "同一个问题" not in hood.answer(), "another building is another problem"
+
+
+def test_a_private_matter_keeps_its_details_out_of_the_group(hood: Neighbourhood) -> None:
+    hood.say("吴奶奶", "/报事 我家厨房水龙头坏了一直滴水，3栋2单元502，谁能帮忙修一下")
+    order = hood.order(1)
+    assert order.matter == "private", order
+    group = [p for p in hood.heard if p.chat == "阳光小区业主群"]
+    direct = [p for p in hood.heard if p.chat == "私聊:吴奶奶"]
+    assert "私事，详情已私信报事人" in group[0].text and "水龙头" not in group[0].text and "502" not in group[0].text
+    assert direct and "水龙头" in direct[0].text
