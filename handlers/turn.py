@@ -93,10 +93,13 @@ class Turn:
             volunteer=any(team.kind == "volunteers" for team in teams),
         )
 
+    def admin_may_dispatch(self) -> bool:
+        return self.incoming.sender_is_admin and self.community.config.community.admins_are_dispatchers
+
     def _admin_over(self, grid: GridInfo, order_chat_id: int | None) -> bool:
         """A chat admin dispatches what belongs to their chat: its own orders, and, once the chat is bound,
         the grid it is bound to. Anyone can make a group and be its admin; that must not reach further."""
-        if not (self.incoming.sender_is_admin and self.community.config.community.admins_are_dispatchers):
+        if not self.admin_may_dispatch():
             return False
         if order_chat_id is not None and order_chat_id == self.chat.id:
             return True
