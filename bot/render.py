@@ -133,6 +133,17 @@ def _points(p: dict[str, Any], lang: str) -> str:
     return "\n".join([head, *rows])
 
 
+def _change(change: dict[str, Any], lang: str) -> str:
+    field = change["field"]
+    kinds = {"category": "category", "urgency": "urgency", "matter": "matter"}
+    labels = {"zh": {"category": "分类", "urgency": "紧急程度", "matter": "事项", "building": "楼栋", "unit": "单元",
+                     "room": "房号"},
+              "en": {"category": "category", "urgency": "urgency", "matter": "matter", "building": "building",
+                     "unit": "unit", "room": "room"}}[lang]
+    show = (lambda v: name(kinds[field], v, lang)) if field in kinds else (lambda v: v or "—")
+    return f"{labels[field]} {show(change['from'])} → {show(change['to'])}"
+
+
 def _holder(p: dict[str, Any], lang: str) -> str:
     """物业维修组（刘师傅）: the team and, where one is named, the person."""
     team, person = p.get("team"), p.get("assignee")
@@ -195,7 +206,8 @@ HELP_ZH = """邻里助手 · 用法
 办结：回复工单并附照片，或 /办结 #12 附照片
 评价：/评价 #12 5（1–5 星）· 关注：/关注 #12 或回复 +1
 查询：/进度 #12 · /我的 · /待办 · /统计 本周 · /积分
-其他：/撤销 #12 · /合并 #13 #12 · /吹哨 #12 · /报到 #12 · /绑定 网格编码 · /语言 en"""
+其他：/撤销 #12 · /合并 #13 #12 · /吹哨 #12 · /报到 #12 · /绑定 网格编码 · /语言 en
+书记：/修改 #12 类别=公共设施 紧急=红（更正会用来改进自动分类）"""
 
 HELP_EN = """Linli · how to use
 Report: just describe the problem in the group, or /report text (or @-mention me)
@@ -205,7 +217,8 @@ Dispatch: /assign #12 @name or /assign #12 team name
 Done: reply to the order with a photo, or /done #12 with a photo
 Rate: /rate #12 5 (1–5 stars) · Follow: /follow #12 or reply +1
 Ask: /status #12 · /mine · /open · /stats week · /points
-Also: /cancel #12 · /merge #13 #12 · /escalate #12 · /ack #12 · /bind GRID-CODE · /lang zh"""
+Also: /cancel #12 · /merge #13 #12 · /escalate #12 · /ack #12 · /bind GRID-CODE · /lang zh
+Secretaries: /correct #12 category=facilities urgency=red (corrections teach the triage)"""
 
 CATALOGUE: dict[str, dict[str, Entry]] = {
     "zh": {
@@ -227,6 +240,11 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "prompt.dropped": "好的，不登记。",
         "follow.added": "已把{name}加为 #{number} 的关注人，进展会通知您。",
         "dup.ask": "#{number} 是不是和 #{same}（{title}）同一个问题？",
+        "correct.done": lambda p, lang: f"已更正 #{p['number']}：" + "，".join(_change(c, lang) for c in p["changes"]),
+        "usage.correct": "用法：/修改 #12 类别=公共设施 紧急=红 事项=小事 位置=3栋2单元（写其中几项即可）",
+        "refuse.correct.role": "只有书记或网格长可以修改工单的分类。",
+        "refuse.correct.state": "#{number} 已经结束，不能修改。",
+        "refuse.correct.nothing": "请写明要改成什么。",
         "dup.kept": "好的，#{number} 单独处理。",
         "btn.dup_yes": "是，并入 #{number}",
         "btn.dup_no": "不是",
@@ -373,6 +391,13 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "prompt.dropped": "OK, not filed.",
         "follow.added": "{name} now follows #{number} and will hear about progress.",
         "dup.ask": "Is #{number} the same problem as #{same} ({title})?",
+        "correct.done": lambda p, lang: f"#{p['number']} corrected: "
+                                         + ", ".join(_change(c, lang) for c in p["changes"]),
+        "usage.correct": "Usage: /correct #12 category=facilities urgency=red matter=minor place=3栋2单元 "
+                         "(any of them)",
+        "refuse.correct.role": "Only a secretary or grid leader may correct an order.",
+        "refuse.correct.state": "#{number} is finished and can't be corrected.",
+        "refuse.correct.nothing": "Please say what it should be.",
         "dup.kept": "OK, #{number} stays on its own.",
         "btn.dup_yes": "Yes, merge into #{number}",
         "btn.dup_no": "No",

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     matrix_token: SecretStr | None = None
     sweep_seconds: float = 15.0
     log_level: str = "INFO"
+    triage_model: Path | None = None
 
     @field_validator("database_url")
     @classmethod

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "plan": ("方案", "plan"),
     "wait": ("等待", "wait", "pause"),
     "resume": ("继续", "繼續", "resume"),
+    "correct": ("修改", "更正", "改", "correct", "fix"),
     "bind": ("绑定", "綁定", "bind"),
     "points": ("积分", "積分", "points"),
     "lang": ("语言", "語言", "lang", "language"),

@@ -44,6 +44,7 @@ class Action(StrEnum):
     PLAN = "plan"  # 方案: a plan for a complex order
     WAIT = "wait"  # 等待: waiting on the resident; the clocks stand still
     RESUME = "resume"  # 继续: the wait is over
+    CORRECT = "correct"  # 修改: a dispatcher corrects the category, urgency, matter or place
 
 
 class Capacity(StrEnum):
@@ -83,6 +84,7 @@ TRANSITIONS: dict[Action, dict[State, State | None]] = {
     Action.PLAN: {State.ASSIGNED: None, State.IN_PROGRESS: None},
     Action.WAIT: {State.IN_PROGRESS: None},
     Action.RESUME: {State.IN_PROGRESS: None},
+    Action.CORRECT: dict.fromkeys(OPEN_STATES | {State.RESOLVED, State.CLOSED}),
 }
 
 # action → who may do it. Cancel by a reporter is limited further below (before work starts).
@@ -103,6 +105,7 @@ PERMISSIONS: dict[Action, frozenset[Capacity]] = {
     Action.PLAN: frozenset({Capacity.ASSIGNEE, Capacity.TEAM_MEMBER, Capacity.DISPATCHER}),
     Action.WAIT: frozenset({Capacity.ASSIGNEE, Capacity.TEAM_MEMBER}),
     Action.RESUME: frozenset({Capacity.ASSIGNEE, Capacity.TEAM_MEMBER, Capacity.REPORTER, Capacity.DISPATCHER}),
+    Action.CORRECT: frozenset({Capacity.DISPATCHER, Capacity.SUPERVISOR}),
 }
 
 RETURN_REASONS = ("not_mine", "need_info", "no_access", "too_big", "other")
@@ -188,6 +191,7 @@ def transition(
     score: int | None = None,
     photos: tuple[str, ...] = (),
     into_id: int | None = None,
+    labels: dict[str, str | None] | None = None,
 ) -> Change:
     """Check `action` on `order` by `actor` and describe its effect."""
     allowed = TRANSITIONS[action]
@@ -277,6 +281,11 @@ def transition(
         case Action.RESUME:
             if not order.paused:
                 raise Refusal("refuse.resume.not_waiting")
+        case Action.CORRECT:
+            if not labels:
+                raise Refusal("refuse.correct.nothing")
+            fields = dict(labels)
+            detail = {"labels": dict(labels)}
     return Change(action, order.state, target, fields, detail)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from handlers import orders, stats
 from handlers.lifecycle import OPEN_STATES
@@ -50,15 +50,7 @@ def _scope(turn: Turn) -> GridInfo:
 
 def period_start(word: str | None, now: datetime, turn: Turn) -> tuple[str, datetime | None]:
     period = PERIODS.get((word or "本月").lower(), "month")
-    local = now.astimezone(turn.community.tz)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    start = {
-        "today": midnight,
-        "week": midnight - timedelta(days=local.weekday()),
-        "month": midnight.replace(day=1),
-        "all": None,
-    }[period]
-    return period, start
+    return period, stats.period_bounds(period, now, turn.community.tz)[0]
 
 
 def rates(turn: Turn, word: str | None) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from handlers import dispatch, escalation, intake, queries, rating, work
+from handlers import dispatch, escalation, intake, queries, rating, relabel, work
 from handlers.clock import Clock
 from handlers.commands import Command, parse
 from handlers.community import CommunityConfig
@@ -205,6 +205,8 @@ class Linli:
                 work.wait(turn, order, " ".join(words) or None)
             case "resume":
                 work.resume(turn, order)
+            case "correct":
+                relabel.correct(turn, order, words)
 
     # --- buttons ---------------------------------------------------------------------------
     def _press(self, turn: Turn, data: str) -> None:

@@ -293,3 +293,13 @@ class WebToken(SQLModel, table=True):
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class Example(SQLModel, table=True):
+    """A labelled message for training triage: a dispatcher's correction of an order."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int | None = Field(default=None, foreign_key="work_order.id", index=True)
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    source: str = Field(default="correction", max_length=16)
+    at: datetime

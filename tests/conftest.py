@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.servers.telegram_api",
     "tests.servers.synapse",
     "tests.servers.postgres",
+    "tests.servers.browser",
 ]
 
 

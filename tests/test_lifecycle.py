@@ -51,6 +51,7 @@ ALLOWED = {
     Action.PLAN:        (0,      0,       0,       1,       1,       0,      0,        1,         0),
     Action.WAIT:        (0,      0,       0,       1,       1,       0,      0,        0,         0),
     Action.RESUME:      (0,      1,       0,       1,       1,       0,      0,        1,         0),
+    Action.CORRECT:     (0,      0,       0,       0,       0,       0,      0,        1,         1),
 }
 # The state in which each action is tried, so that only the permission decides.
 TRIED_IN = {
@@ -59,11 +60,13 @@ TRIED_IN = {
     Action.MERGE: State.REPORTED, Action.CANCEL: State.REPORTED, Action.ESCALATE: State.ASSIGNED,
     Action.REPORT_BACK: State.ASSIGNED, Action.FOLLOW: State.ASSIGNED, Action.ARRIVE: State.IN_PROGRESS,
     Action.PLAN: State.IN_PROGRESS, Action.WAIT: State.IN_PROGRESS, Action.RESUME: State.IN_PROGRESS,
+    Action.CORRECT: State.ASSIGNED,
 }
 PARAMS = {
     Action.ASSIGN: {"team_id": TEAM}, Action.RETURN: {"reason": "not_mine"}, Action.DONE: {"photos": ("p",)},
     Action.RATE: {"score": 5}, Action.MERGE: {"into_id": 99}, Action.CANCEL: {"reason": "dup"},
     Action.PLAN: {"reason": "先排查线路"}, Action.WAIT: {"reason": "家里没人"},
+    Action.CORRECT: {"labels": {"urgency": "red"}},
 }
 
 

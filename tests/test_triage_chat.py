@@ -77,3 +77,21 @@ def test_a_private_matter_keeps_its_details_out_of_the_group(hood: Neighbourhood
     direct = [p for p in hood.heard if p.chat == "私聊:吴奶奶"]
     assert "私事，详情已私信报事人" in group[0].text and "水龙头" not in group[0].text and "502" not in group[0].text
     assert direct and "水龙头" in direct[0].text
+
+
+def test_a_dispatchers_correction_becomes_a_training_example(hood: Neighbourhood) -> None:
+    from storage.models import Example
+
+    hood.say("王阿姨", "/报事 北门那边好像有人在烧东西")
+    hood.say("王阿姨", "/修改 #1 紧急=红")
+    hood.expect("只有书记或网格长可以修改工单的分类")
+    hood.say("张书记", "/修改 #1 类别=治安消防 紧急=红 位置=3栋")
+    hood.expect("已更正 #1", "分类", "治安消防", "紧急程度", "→ 红", "楼栋")
+    order = hood.order(1)
+    assert (order.category, order.urgency, order.building) == ("safety", "red", "3")
+    assert "治安消防" in hood.card(1).text
+    with hood.db() as db:
+        example = db.exec(select(Example)).one().payload
+    assert example["category"] == "safety" and example["urgency"] == "red" and example["source"] == "correction"
+    hood.say("张书记", "/修改 #1 乱写")
+    hood.expect("用法：/修改 #12")

@@ -1,17 +1,23 @@
 """Triage (三事分流): is a message a request, of which category, how urgent, whose matter, where.
 
-`triage()` is the one entry point every caller uses; what stands behind it (keyword rules now, a
-trained model later) may change without any caller changing.
+`triage()` is the one entry point every caller uses. Behind it stand a trained linear model (the one
+shipped in this package, or a community's own chosen with `use_model`) and a few rules that are
+reliably better than the model: a bare "+1" or photo is not a request, a staff notice is not one, and
+fire, gas, someone trapped or fallen is red.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from handlers.triage.keywords import classify
+from handlers.triage.features import caption, readable, shape
 from handlers.triage.location import Location, parse_location
-from handlers.triage.normalize import fold, simplified
+from handlers.triage.model import ModelError, TriageModel
+from handlers.triage.rules import is_follow_only, is_notice, red_cue, words_of
 
 CATEGORIES = (
     "utilities", "facilities", "sanitation", "noise", "parking", "safety",
@@ -20,6 +26,14 @@ CATEGORIES = (
 URGENCIES = ("red", "yellow", "blue")
 MATTERS = ("major", "minor", "private")
 MAX_TRIAGE_CHARS = 2000  # a 20,000-character paste is judged on its beginning
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model.npz"
+REQUEST_AT = 0.5  # probability of being a request from which a message is one
+PLACE_FROM = 0.2  # below this a message is plainly chatter, and the place it names is no work order's
+RED_LIFT = 0.15  # a red cue makes a request of a message the model was not quite sure about
+RULED_OUT = 0.98  # confidence that a bare "+1", a bare photo or a staff notice is no request
+log = logging.getLogger(__name__)
+
+__all__ = ["CATEGORIES", "MATTERS", "URGENCIES", "Location", "ModelError", "Triage", "triage", "use_model"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +56,41 @@ class Triage:
         }
 
 
+class _Loaded:
+    """The model in use, loaded once on first use (or when `use_model` names another)."""
+
+    def __init__(self) -> None:
+        self.path: Path = DEFAULT_MODEL
+        self.model: TriageModel | None = None
+        self.lock = threading.Lock()
+
+    def get(self) -> TriageModel:
+        model = self.model
+        if model is None:
+            with self.lock:
+                if self.model is None:
+                    self.model = TriageModel.load(self.path)
+                model = self.model
+        return model
+
+
+_loaded = _Loaded()
+
+
+def use_model(path: str | Path | None) -> TriageModel:
+    """Judge with the model at `path` from now on (None: the shipped one). Loads it now, so a bad file
+    stops start-up with a `ModelError` that names it instead of failing on the first message."""
+    target = Path(path).expanduser() if path else DEFAULT_MODEL
+    model = TriageModel.load(target)
+    with _loaded.lock:
+        _loaded.path, _loaded.model = target, model
+    return model
+
+
+def current_model() -> TriageModel:
+    return _loaded.get()
+
+
 def triage(
     text: str,
     *,
@@ -50,17 +99,22 @@ def triage(
     explicit: bool = False,
 ) -> Triage:
     """Judge one message. `explicit` (a /报事 command or an @-mention) makes it a request whatever it says."""
-    plain = simplified(fold(text[:MAX_TRIAGE_CHARS]))
-    verdict = classify(plain)
-    is_request = explicit or verdict.is_request
-    location = parse_location(plain, landmarks=landmarks, buildings=buildings)
-    if not is_request:
-        return Triage(False, None, None, None, location, verdict.confidence)
-    return Triage(
-        True,
-        verdict.category,
-        verdict.urgency,
-        verdict.matter,
-        location,
-        1.0 if explicit else verdict.confidence,
-    )
+    place_text = readable(text[:MAX_TRIAGE_CHARS])
+    said = caption(place_text.lower())
+    if not explicit and (not words_of(said) or is_follow_only(said) or is_notice(said)):
+        return Triage(False, None, None, None, Location(), RULED_OUT)
+    model = _loaded.get()
+    raw = model.raw(shape(said))
+    chance = model.request_chance(raw)
+    red = red_cue(said) if chance >= RED_LIFT or explicit else None
+    if red:
+        chance = max(chance, 0.9)
+    if not explicit and chance < REQUEST_AT:
+        location = (parse_location(place_text, landmarks=landmarks, buildings=buildings)
+                    if chance >= PLACE_FROM else Location())
+        return Triage(False, None, None, None, location, 1.0 - chance)
+    category = model.best(raw, "category")[0]
+    urgency = "red" if red else model.best(raw, "urgency")[0]
+    matter = model.best(raw, "matter")[0]
+    location = parse_location(place_text, landmarks=landmarks, buildings=buildings)
+    return Triage(True, category, urgency, matter, location, 1.0 if explicit else chance)
