@@ -37,7 +37,8 @@ from storage import repo
 from storage.db import session
 from storage.models import Order, Reminder
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "linli.example.toml"
+REPOSITORY = Path(__file__).resolve().parent.parent
+EXAMPLE = REPOSITORY / "linli.example.toml"
 PLACES = ["3栋2单元", "5号楼", "7幢1单元301", "12#楼", "2-1-502", "B区5栋", "北门", "地下车库"]
 PROBLEMS = ["楼道灯坏了，晚上黑漆漆的", "电梯门关不上", "垃圾堆了好几天没人清理", "门口有车堵住了消防通道",
             "楼上装修从早上七点开始砸墙", "水管漏水了，麻烦来看看", "路灯不亮", "单元门禁刷不开"]
@@ -212,6 +213,27 @@ def bench_rates(url: str, orders: int) -> dict[str, Any]:
     return {"orders": orders, "ms": round(elapsed * 1000, 1), "counted": overall[0].reported if overall else 0}
 
 
+def bench_matrix_transport(url: str, events: int = 100) -> dict[str, Any]:
+    """Reports per second through the Matrix transport against a local Synapse the benchmark starts.
+
+    Synapse is started the way the tests start it, so this runs from a checkout of the repository.
+    """
+    if (REPOSITORY / "tests").is_dir() and str(REPOSITORY) not in sys.path:
+        sys.path.insert(0, str(REPOSITORY))
+    try:
+        from tests.servers.synapse import start_synapse
+    except ImportError:
+        return {"skipped": "needs the repository's tests/ (it starts a local Synapse)"}
+    from bot.matrix_bench import bench_matrix
+
+    with tempfile.TemporaryDirectory(prefix="linli-bench-synapse-") as scratch:
+        server = start_synapse(scratch, relaxed_limits=True)
+        try:
+            return bench_matrix(server.url, server.shared_secret, events=events, database_url=url)
+        finally:
+            server.stop()
+
+
 def run_benchmarks(url: str | None, *, only: set[str], messages: int = 3000, orders: int = 100_000,
                    console: Console | None = None) -> dict[str, Any]:
     """Run the chosen benchmarks, each on a fresh database (a temporary SQLite file unless `url`)."""
@@ -221,13 +243,15 @@ def run_benchmarks(url: str | None, *, only: set[str], messages: int = 3000, ord
         "triage": lambda db: bench_triage(),
         "sweep": lambda db: bench_sweep(db, orders),
         "rates": lambda db: bench_rates(db, orders),
+        "matrix": lambda db: bench_matrix_transport(db),
     }
+    slow = {"matrix"}  # they start servers: only when asked for by name
     unknown = only - set(plan)
     if unknown:
         raise ValueError(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(plan)}")
     with tempfile.TemporaryDirectory(prefix="linli-bench-") as scratch:
         for number, (name, run) in enumerate(plan.items()):
-            if only and name not in only:
+            if (only and name not in only) or (not only and name in slow):
                 continue
             db_url = url or f"sqlite:///{Path(scratch) / f'{name}-{number}.db'}"
             if url and url.startswith("postgresql"):
