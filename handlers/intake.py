@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
+from sqlalchemy import or_
 from sqlmodel import col, select
 
 from handlers import orders
@@ -22,6 +24,7 @@ FOLLOW_WORDS = re.compile(r"^\s*(\+\s*1(?!\d)|＋１|我也是|我也一样|同�
 FOLLOW_MAX_CHARS = 30
 CONFIDENT = 0.75  # at or above: filed at once; below (but a request): ask the sender first
 UNSURE = 0.55
+DUPLICATE_CANDIDATES = 12  # the most recent open orders like it that are compared
 
 
 def buildings_of(turn: Turn) -> set[str] | None:
@@ -106,28 +109,30 @@ def find_duplicate(turn: Turn, order: Order) -> Order | None:
     """An open order of the same grid, category and place, reported lately, that reads alike."""
     since = turn.now - parse_duration(turn.community.config.duplicate_window).clock_time()
     query = (
-        select(Order)
+        select(Order.id, Order.text, Order.building)
         .where(Order.grid_id == order.grid_id, Order.category == order.category, Order.id != order.id,
                col(Order.state).in_([s.value for s in OPEN_STATES]), Order.created_at >= since)
         .order_by(col(Order.id).desc())
-        .limit(30)
+        .limit(DUPLICATE_CANDIDATES)
     )
-    words = _bigrams(order.text)
-    for other in turn.db.exec(query):
-        if order.building and other.building and order.building != other.building:
-            continue
-        same_place = bool(order.building) and order.building == other.building
-        if _similarity(words, _bigrams(other.text)) >= (0.15 if same_place else 0.35):
-            return other
+    if order.building:  # another building is another problem
+        query = query.where(or_(col(Order.building).is_(None), Order.building == order.building))
+    words = _bigrams(order.id or 0, order.text)
+    for other_id, text, building in turn.db.exec(query):
+        same_place = bool(order.building) and order.building == building
+        if _similarity(words, _bigrams(other_id, text)) >= (0.15 if same_place else 0.35):
+            return turn.db.get(Order, other_id)
     return None
 
 
-def _bigrams(text: str) -> set[str]:
+@lru_cache(maxsize=4096)
+def _bigrams(order_id: int, text: str) -> frozenset[str]:
+    """An order's character pairs; cached, since an order's text never changes and is compared often."""
     plain = "".join(ch for ch in simplified(fold(text[:300])).lower() if ch.isalnum())
-    return {plain[i:i + 2] for i in range(len(plain) - 1)}
+    return frozenset(plain[i:i + 2] for i in range(len(plain) - 1))
 
 
-def _similarity(a: set[str], b: set[str]) -> float:
+def _similarity(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 

@@ -97,6 +97,7 @@ class Order(SQLModel, table=True):
         UniqueConstraint("community_id", "number"),
         Index("ix_order_grid_state", "grid_id", "state"),
         Index("ix_order_team_state", "team_id", "state"),
+        Index("ix_order_grid_category", "grid_id", "category", "id"),  # the duplicate finder walks it backwards
     )
 
     id: int | None = Field(default=None, primary_key=True)
