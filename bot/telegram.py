@@ -1,0 +1,734 @@
+"""The Telegram transport (python-telegram-bot): updates in, the core's actions out.
+
+It only translates. Messages and button presses become `Incoming` values (bot/telegram_format.py), the
+core answers with `Outgoing` actions, and those become Bot API calls: order cards are HTML messages
+with inline buttons, edited in place (`editMessageText`) as the order moves; a refused press gets a
+short `answerCallbackQuery` alert; photos go by their Telegram `file_id`; direct messages go to the
+person's private chat once they have started the bot, and until then a mention in the group asks them
+to.
+
+It runs inside `linli run`'s one asyncio loop: `Application.initialize/start` and the updater's
+`start_polling` or `start_webhook`, never `run_polling`. PTB's `AIORateLimiter` spaces the calls and
+waits out `429 Too Many Requests`; network errors are tried again with backoff; what still cannot go is
+parked in the outbox, and the scheduler hands it back here later. Telegram may deliver an update
+twice: the transport drops an update id it has seen, and the core drops a message or press it has
+handled before, so a restart that receives unconfirmed updates again changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from html import escape
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from telegram import (
+    BotCommand,
+    BotCommandScopeDefault,
+    CallbackQuery,
+    ChatMemberUpdated,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+    User,
+)
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bot.settings import SettingsError
+from bot.telegram_format import (
+    CAPTION_LIMIT,
+    GROUP_TYPES,
+    SERVICE,
+    Me,
+    alert_text,
+    callback_incoming,
+    html_text,
+    is_file_id,
+    keyboard,
+    message_incoming,
+    message_ref,
+    press_id,
+    user_link,
+)
+from bot.telegram_texts import COMMANDS, say
+from handlers import outbox
+from handlers.protocol import Kind, Outgoing, from_json, to_json
+from handlers.router import Linli
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
+PRESENT = ("creator", "administrator", "member", "restricted")
+HINTED = frozenset({"help", "usage.status"})  # answers that also say how to let the bot read the group
+SEEN_MAX = 10_000  # update ids remembered to drop a second delivery
+HELD_MAX = 20  # direct messages kept for one person who has not started the bot yet
+STOP_GRACE = 30.0
+
+
+class LoginFailed(SettingsError):
+    """The Bot API refused the token: `linli run` stops with this one line."""
+
+
+class Undeliverable(Exception):
+    """A call that failed for now (rate limit past the retries, network, Telegram down): park the action."""
+
+    def __init__(self, message: str, *, limited: bool = False) -> None:
+        super().__init__(message)
+        self.limited = limited  # every other call would fail as well right now
+
+
+def file_url_of(api_url: str) -> str:
+    """`base_file_url` for a `base_url`: https://api.telegram.org/bot → https://api.telegram.org/file/bot."""
+    return api_url.removesuffix("/bot") + "/file/bot"
+
+
+def api_url_of(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/bot") else url + "/bot"
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """"127.0.0.1:8443", "0.0.0.0:80" or "[::]:8443" → (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"--listen: use HOST:PORT, e.g. 127.0.0.1:8443, not {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class TelegramTransport:
+    """Carries the whole loop in Telegram groups; `linli run` starts and stops it."""
+
+    service = SERVICE
+
+    def __init__(self, core: Linli, settings: Any, *, webhook: str | None = None, listen: str = "127.0.0.1:8443",
+                 poll_timeout: float = 10.0, admin_ttl: float = 300.0, rate_limits: dict[str, float] | None = None,
+                 max_retries: int = 3, network_tries: int = 3, request_timeout: float = 20.0,
+                 commands: bool = True, greet: bool = True, start_wait: float = 5.0) -> None:
+        token = settings.telegram_token
+        self._token = token.get_secret_value() if hasattr(token, "get_secret_value") else token
+        if not self._token:
+            raise SettingsError("LINLI_TELEGRAM_TOKEN is needed for Telegram")
+        self.core = core
+        self.engine = core.engine
+        self.api_url = api_url_of(settings.telegram_api_url)
+        self.file_url = file_url_of(self.api_url)
+        self.webhook = webhook
+        self.listen = parse_listen(listen) if webhook else None
+        if webhook and urlsplit(webhook).scheme not in ("http", "https"):
+            raise SettingsError(f"--webhook: use an https:// URL, not {webhook!r}")
+        self.poll_timeout = poll_timeout
+        self.admin_ttl = admin_ttl
+        self.rate_limits = rate_limits or {}  # AIORateLimiter's own defaults: 30/s overall, 20/min a group
+        self.max_retries = max(1, max_retries)
+        self.network_tries = max(1, network_tries)
+        self.request_timeout = request_timeout
+        self.register_commands = commands
+        self.greet = greet
+        self.start_wait = start_wait
+        self.app: Application | None = None
+        self.me: Me | None = None
+        # what tests and `linli bench` read
+        self.handled = 0  # updates handed to the core
+        self.duplicates = 0  # updates delivered again and dropped
+        self.parked = 0  # actions left in the outbox for a later try
+        self.rate_limited = 0  # 429s that outlasted the rate limiter's retries
+        self._online = False  # logged in: calls may go out
+        self._seen: dict[int, None] = {}
+        self._admin_cache: dict[int, tuple[float, frozenset[int]]] = {}
+        self._blind: set[str] = set()  # groups whose ordinary messages privacy mode hides from the bot
+        self._told: set[str] = set()
+        self._usernames: dict[str, str] = {}  # @username (lower case) → user id
+        self._queries: dict[str, CallbackQuery] = {}  # presses being handled, not answered yet
+        self._pressed: dict[str, int] = {}  # press → the message that carries the button
+        self._unposted: set[int] = set()  # orders whose card is parked: their edits wait behind it
+        self._send_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._first_try = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- start and stop ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Log in and start receiving updates. A wrong token stops start-up (`LoginFailed`). A Bot API that
+        cannot be reached (or answers slowly) is tried again in the background, so the other transports
+        start without waiting more than `start_wait` seconds."""
+        self._stopping.clear()
+        self._first_try.clear()
+        self.app = self._build()
+        task = self._task = asyncio.create_task(self._keep_connecting(), name="telegram-connect")
+        task.add_done_callback(self._connecting_ended)
+        tried = asyncio.ensure_future(self._first_try.wait())
+        await asyncio.wait({task, tried}, timeout=self.start_wait, return_when=asyncio.FIRST_COMPLETED)
+        tried.cancel()
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            self._task = None
+            await self._close()
+            raise task.exception()  # type: ignore[misc]
+        if not self._online or self.me is None:
+            log.warning("Telegram: %s not reached yet; trying again in the background", self.api_url)
+
+    async def _keep_connecting(self) -> None:
+        pause = 1.0
+        while not self._stopping.is_set():
+            try:
+                await self._connect()
+                return
+            except (TelegramError, TimeoutError, OSError) as error:
+                log.warning("Telegram: cannot reach %s (%s); trying again in %.0f s", self.api_url, error, pause)
+            finally:
+                self._first_try.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            pause = min(pause * 2, 60.0)
+
+    def _connecting_ended(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:  # a token revoked meanwhile, a --listen address taken, or a bug
+            log.error("Telegram: gave up connecting: %s", error, exc_info=not isinstance(error, SettingsError))
+
+    def _build(self) -> Application:
+        limiter = AIORateLimiter(max_retries=self.max_retries, **self.rate_limits)  # type: ignore[arg-type]
+        app = (
+            ApplicationBuilder()
+            .token(self._token)
+            .base_url(self.api_url)
+            .base_file_url(self.file_url)
+            .rate_limiter(limiter)
+            .job_queue(None)
+            .connect_timeout(10)
+            .read_timeout(self.request_timeout)
+            .write_timeout(self.request_timeout)
+            .build()
+        )
+        app.add_handler(TypeHandler(Update, self._on_update))
+        app.add_error_handler(self._on_error)
+        return app
+
+    async def _connect(self) -> None:
+        app = self._app()
+        try:
+            await asyncio.wait_for(app.initialize(), self.request_timeout + 10)
+        except InvalidToken:
+            # PTB's message repeats the token: say which setting is wrong, not the secret
+            raise LoginFailed(f"LINLI_TELEGRAM_TOKEN was rejected by {self.api_url}") from None
+        self._online = True
+        bot = app.bot
+        self.me = Me(bot.id, bot.username, bool(bot.bot.can_read_all_group_messages))
+        self.core.add_bot_names(bot.username)
+        if self.register_commands:
+            await self._set_commands()
+        await app.start()
+        try:
+            if self.webhook:
+                await self._start_webhook()
+            else:
+                await app.updater.start_polling(  # type: ignore[union-attr]
+                    poll_interval=0, timeout=int(self.poll_timeout), allowed_updates=list(ALLOWED_UPDATES),
+                    drop_pending_updates=False, error_callback=self._polling_error)
+        except BaseException:
+            await app.stop()
+            raise
+        log.info("Telegram: @%s is %s (privacy mode %s)", bot.username,
+                 f"listening for webhooks at {self.webhook}" if self.webhook else "polling",
+                 "off" if self.me.reads_all else "on: it reads groups where it is an admin")
+
+    async def _start_webhook(self) -> None:
+        assert self.webhook and self.listen
+        secret = outbox.recall(self.engine, SERVICE, "webhook_secret")
+        if not secret:
+            secret = secrets.token_urlsafe(32)  # A–Z a–z 0–9 _ -: what Telegram allows
+            outbox.remember(self.engine, SERVICE, "webhook_secret", secret)
+        host, port = self.listen
+        try:
+            await self._app().updater.start_webhook(  # type: ignore[union-attr]
+                listen=host, port=port, url_path=urlsplit(self.webhook).path.lstrip("/"),
+                webhook_url=self.webhook, secret_token=secret, allowed_updates=list(ALLOWED_UPDATES),
+                drop_pending_updates=False)
+        except OSError as error:
+            raise SettingsError(f"--listen {host}:{port}: {error.strerror or error}") from None
+
+    async def stop(self) -> None:
+        """Stop receiving, let the updates already received be handled, then close."""
+        self._stopping.set()
+        if self._task is not None:
+            if not self._task.done():
+                self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        app = self.app
+        if app is not None:
+            try:
+                if app.updater is not None and app.updater.running:
+                    await app.updater.stop()
+                if app.running:
+                    await asyncio.wait_for(app.stop(), STOP_GRACE)
+            except (TelegramError, TimeoutError, RuntimeError) as error:
+                log.warning("Telegram: stopping: %s", error)
+        await self._close()
+
+    async def _close(self) -> None:
+        self._online = False
+        if self.app is not None:
+            with contextlib.suppress(TelegramError, RuntimeError):
+                await self.app.shutdown()
+
+    async def _set_commands(self) -> None:
+        """The command menu: Latin names, described in Chinese and English (and the community's language
+        for everyone else)."""
+        bot = self._app().bot
+        zh = [BotCommand(name, zh_text) for name, zh_text, _ in COMMANDS]
+        en = [BotCommand(name, en_text) for name, _, en_text in COMMANDS]
+        try:
+            await bot.set_my_commands(zh if self.core.community.lang == "zh" else en, scope=BotCommandScopeDefault())
+            await bot.set_my_commands(zh, language_code="zh")
+            await bot.set_my_commands(en, language_code="en")
+        except TelegramError as error:
+            log.warning("Telegram: could not register the command menu: %s", error)
+
+    def _polling_error(self, error: TelegramError) -> None:
+        log.warning("Telegram: polling failed (%s); trying again", error)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("Telegram: could not handle an update", exc_info=context.error)
+
+    # --- updates in --------------------------------------------------------------------------
+    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.update_id in self._seen:
+            self.duplicates += 1
+            return
+        self._seen[update.update_id] = None
+        if len(self._seen) > SEEN_MAX:
+            del self._seen[next(iter(self._seen))]
+        if update.callback_query is not None:
+            await self._on_press(update.callback_query)
+        elif update.message is not None:
+            await self._on_message(update.message)
+        elif update.my_chat_member is not None:
+            await self._on_membership(update.my_chat_member)
+
+    async def _on_message(self, message: Message) -> None:
+        chat, me = message.chat, self._me()
+        self._learn(message.from_user)
+        group = chat.type in GROUP_TYPES
+        admin = False
+        if group:
+            admins = await self._admins(chat.id)
+            admin = message.from_user is not None and message.from_user.id in admins
+        incoming = message_incoming(message, me, sender_is_admin=admin, user_id_of=self._user_id_of,
+                                    addressed=self._answers_the_bot(message))
+        if incoming is not None:
+            self.handled += 1
+            await self.deliver(self.core.handle(incoming))
+        if group:
+            await self._tell_if_blind(str(chat.id))
+        elif incoming is not None and message.from_user is not None:
+            await self._release_direct(str(message.from_user.id))
+
+    def _answers_the_bot(self, message: Message) -> bool:
+        """A reply to one of the bot's messages that is about no order (its greeting, a question):
+        the person is talking to the bot. Replies to cards act on their order instead."""
+        reply = message.reply_to_message
+        if reply is None or reply.from_user is None or reply.from_user.id != self._me().id:
+            return False
+        return self.core.order_for_message(SERVICE, str(message.chat.id), str(reply.message_id)) is None
+
+    async def _on_press(self, query: CallbackQuery) -> None:
+        self._learn(query.from_user)
+        key = press_id(query.id)
+        message = query.message
+        admin = False
+        if message is not None and message.chat.type in GROUP_TYPES:
+            admin = query.from_user.id in await self._admins(message.chat.id)
+        incoming = callback_incoming(query, sender_is_admin=admin)
+        if incoming is None or message is None:
+            await self._answer(query, None)
+            return
+        self._queries[key] = query
+        self._pressed[key] = message.message_id
+        try:
+            self.handled += 1
+            actions = self.core.handle(incoming)
+            alerts = [a for a in actions if a.kind is Kind.ALERT and a.reply_to == key]
+            self._queries.pop(key, None)
+            await self._answer(query, alert_text(alerts))  # answered first: the spinner stops at once
+            await self.deliver([a for a in actions if not (a.kind is Kind.ALERT and a.reply_to == key)])
+        finally:
+            if self._queries.pop(key, None) is not None:
+                await self._answer(query, None)
+            self._pressed.pop(key, None)
+
+    async def _answer(self, query: CallbackQuery, text: str | None) -> None:
+        """Every press is answered: with a short alert for who pressed it, or silently."""
+        try:
+            if text:
+                await query.answer(text=text, show_alert=True)
+            else:
+                await query.answer()
+        except TelegramError as error:  # too old, or answered on a first delivery
+            log.info("Telegram: could not answer a button press: %s", error)
+
+    async def _on_membership(self, change: ChatMemberUpdated) -> None:
+        chat = change.chat
+        if chat.type not in GROUP_TYPES:
+            return
+        self._admin_cache.pop(chat.id, None)
+        old, new = change.old_chat_member.status, change.new_chat_member.status
+        lang = self.core.community.lang
+        if new in PRESENT and old not in PRESENT:
+            inviter = change.from_user
+            if not self.core.may_invite(SERVICE, str(inviter.id)):
+                log.info("Telegram: %s may not add the bot; leaving %s", inviter.id, chat.id)
+                await self._say(chat.id, say("declined", lang))
+                with contextlib.suppress(TelegramError):
+                    await self._app().bot.leave_chat(chat.id)
+                return
+            log.info("Telegram: added to %s (%s) by %s", chat.title, chat.id, inviter.id)
+            if self.greet:
+                await self._say(chat.id, say("joined", lang))
+            self._told.discard(str(chat.id))
+            await self._admins(chat.id)
+            await self._tell_if_blind(str(chat.id))
+        elif new not in PRESENT:
+            log.info("Telegram: no longer in %s (%s)", chat.title, chat.id)
+            self._forget_blind(str(chat.id))
+        else:
+            await self._admins(chat.id)  # promoted or demoted: may it read the group now?
+            if str(chat.id) not in self._blind:
+                self._forget_blind(str(chat.id))
+
+    # --- who is who --------------------------------------------------------------------------
+    async def _admins(self, chat_id: int) -> frozenset[int]:
+        """The group's admins (dispatchers in zero-config), asked again after `admin_ttl` seconds."""
+        now = time.monotonic()
+        cached = self._admin_cache.get(chat_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        bot = self._app().bot
+        try:
+            members = await self._call(lambda: bot.get_chat_administrators(chat_id))
+            ids, ttl = frozenset(m.user.id for m in members), self.admin_ttl
+            for member in members:
+                self._learn(member.user)
+        except (Undeliverable, TelegramError) as error:
+            log.warning("Telegram: could not read the admins of %s: %s", chat_id, error)
+            ids, ttl = (cached[1] if cached else frozenset()), min(30.0, self.admin_ttl)
+        self._admin_cache[chat_id] = (now + ttl, ids)
+        me = self._me()
+        if me.reads_all or me.id in ids:
+            self._blind.discard(str(chat_id))
+        else:
+            self._blind.add(str(chat_id))
+        return ids
+
+    def _learn(self, user: User | None) -> None:
+        """Remember who has an @username, so "/派单 #3 @liu" finds the person behind it."""
+        if user is None or not user.username or user.is_bot:
+            return
+        name, uid = user.username.lower(), str(user.id)
+        if self._usernames.get(name) != uid:
+            self._usernames[name] = uid
+            outbox.remember(self.engine, SERVICE, f"u:{name}", uid)
+
+    def _user_id_of(self, username: str) -> str | None:
+        name = username.lower()
+        if name not in self._usernames:
+            found = outbox.recall(self.engine, SERVICE, f"u:{name}")
+            if not found:
+                return None
+            self._usernames[name] = found
+        return self._usernames[name]
+
+    # --- privacy mode ------------------------------------------------------------------------
+    async def _tell_if_blind(self, chat: str) -> None:
+        """Say once per group when privacy mode hides its ordinary messages: never ignore a group silently."""
+        if chat not in self._blind or chat in self._told:
+            return
+        self._told.add(chat)
+        key = f"privacy:{chat}"
+        if outbox.recall(self.engine, SERVICE, key):
+            return
+        if await self._say(int(chat), say("privacy", self.core.community.lang, bot=self._me().username)):
+            outbox.remember(self.engine, SERVICE, key, "1")
+        else:
+            self._told.discard(chat)
+
+    def _forget_blind(self, chat: str) -> None:
+        self._told.discard(chat)
+        if outbox.recall(self.engine, SERVICE, f"privacy:{chat}"):
+            outbox.remember(self.engine, SERVICE, f"privacy:{chat}", "")
+
+    # --- actions out -------------------------------------------------------------------------
+    async def deliver(self, actions: list[Outgoing]) -> None:
+        """Carry out the actions in order. What cannot go now is parked in the outbox (the scheduler's
+        `deliver_due` hands it back here later), and so is everything after it in the same chat or about
+        the same order, so a group never reads its messages out of order."""
+        mine = [a for a in actions if a.service in ("", SERVICE)]
+        if not mine:
+            return
+        async with self._send_lock:
+            blocked: dict[str, str] = {}
+            for action in mine:
+                lanes = _lanes(action)
+                reason = blocked.get("*") or next((blocked[lane] for lane in lanes if lane in blocked), None)
+                if reason is None and action.kind is Kind.UPDATE_CARD and action.order_id in self._unposted:
+                    reason = "its card is parked"  # edited after the card is posted, not before
+                if reason is None:
+                    try:
+                        await self._carry(action)
+                        continue
+                    except BadRequest as error:  # Telegram says the request itself is wrong: trying again won't help
+                        log.warning("Telegram: refused %s: %s", action.text.key, error)
+                        continue
+                    except Undeliverable as error:
+                        reason = str(error)
+                        if error.limited:
+                            blocked["*"] = reason
+                    except Forbidden as error:  # not in that group (any more): kept, in case it comes back
+                        reason = f"Forbidden: {error}"
+                    except Exception as error:
+                        log.exception("Telegram: could not post %s", action.text.key)
+                        reason = repr(error)
+                    blocked.update(dict.fromkeys(lanes, reason))
+                self._park(action, reason)
+
+    def _park(self, action: Outgoing, error: str) -> None:
+        if action.kind is Kind.CARD and action.order_id is not None:
+            self._unposted.add(action.order_id)
+        # marked as ours, so the retry comes back to this transport only
+        outbox.park(self.engine, replace(action, service=SERVICE), error, self.core.clock.now())
+        self.parked += 1
+        log.warning("Telegram: parked %s for later (%s)", action.text.key, error)
+
+    async def _carry(self, action: Outgoing) -> None:
+        match action.kind:
+            case Kind.ALERT:
+                query = self._queries.pop(action.reply_to or "", None)
+                if query is not None:
+                    await self._answer(query, alert_text([action]))
+                # an alert belongs to its button press: once that is gone, it has nowhere to go
+            case Kind.UPDATE_CARD:
+                await self._edit_cards(action)
+            case Kind.DIRECT:
+                await self._direct(action)
+            case _:
+                if action.chat_id:
+                    await self._post(action, action.chat_id, self._reply_target(action.reply_to))
+
+    def _reply_target(self, ref: str | None) -> int | None:
+        if ref and ref.startswith("cb:"):
+            return self._pressed.get(ref)  # an answer to a press replies to the pressed message
+        return message_ref(ref)
+
+    def _html(self, action: Outgoing, limit: int = 4096) -> str:
+        extra = None
+        if action.kind is Kind.SEND and action.text.key in HINTED and action.chat_id in self._blind:
+            extra = say("privacy.hint", action.lang, bot=self._me().username)
+        return html_text(action, limit=limit, extra=extra)
+
+    async def _post(self, action: Outgoing, chat: str | int, reply_to: int | None,
+                    extra_rows: list[list[InlineKeyboardButton]] | None = None, text: str | None = None) -> Message:
+        """Send one message (a photo with its caption where there is one); the core learns its id."""
+        bot = self._bot()
+        markup = keyboard(action.buttons, action.lang, extra_rows)
+        text = text or self._html(action)
+        chat_id: int | str = int(chat) if str(chat).lstrip("-").isdigit() else chat
+        reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        if action.photo and is_file_id(action.photo):
+            short = len(text) <= CAPTION_LIMIT
+            shown = await self._photo(chat_id, action.photo, text if short else None,
+                                      markup if short else None, reply)
+            if shown is not None:
+                self.core.sent(action, str(shown.message_id))  # a reply to the photo acts on the order too
+                if short:
+                    self._posted(action)
+                    return shown
+                reply = ReplyParameters(shown.message_id, allow_sending_without_reply=True)
+        for _ in range(2):
+            try:
+                sent = await self._call(lambda c=chat_id: bot.send_message(  # type: ignore[misc]
+                    c, text, parse_mode=ParseMode.HTML, reply_markup=markup, reply_parameters=reply))
+                break
+            except ChatMigrated as moved:  # a group became a supergroup: same chat, new id
+                chat_id = moved.new_chat_id
+        else:
+            raise Undeliverable(f"chat {chat} moved more than once")
+        self.core.sent(action, str(sent.message_id))
+        self._posted(action)
+        return sent
+
+    def _posted(self, action: Outgoing) -> None:
+        if action.kind is Kind.CARD and action.order_id is not None:
+            self._unposted.discard(action.order_id)
+
+    async def _photo(self, chat_id: int | str, file_id: str, caption: str | None, markup: InlineKeyboardMarkup | None,
+                     reply: ReplyParameters | None) -> Message | None:
+        """The photo by its file_id (a photo sent "as a file" goes back as a file); None if Telegram won't."""
+        bot = self._bot()
+        try:
+            return await self._call(lambda: bot.send_photo(chat_id, file_id, caption=caption,
+                                                           parse_mode=ParseMode.HTML, reply_markup=markup,
+                                                           reply_parameters=reply))
+        except BadRequest as error:
+            if "document" not in str(error).lower():
+                log.info("Telegram: photo %s not shown: %s", file_id[:16], error)
+                return None
+        try:
+            return await self._call(lambda: bot.send_document(chat_id, file_id, caption=caption,
+                                                              parse_mode=ParseMode.HTML, reply_markup=markup,
+                                                              reply_parameters=reply))
+        except BadRequest as error:
+            log.info("Telegram: photo %s not shown: %s", file_id[:16], error)
+            return None
+
+    async def _edit_cards(self, action: Outgoing) -> None:
+        links = self.core.cards(action.order_id or 0, SERVICE)
+        if not links:
+            return
+        bot = self._bot()
+        text = self._html(action)
+        # without reply_markup an edit removes the buttons: always send the ones the card has now
+        markup = keyboard(action.buttons, action.lang)
+        for link in links:
+            chat_id, message_id = int(link.chat), int(link.message_ref)
+            try:
+                await self._call(lambda c=chat_id, m=message_id: bot.edit_message_text(
+                    text, chat_id=c, message_id=m, parse_mode=ParseMode.HTML, reply_markup=markup))
+            except BadRequest as error:
+                reason = str(error).lower()
+                if "not modified" in reason:
+                    continue  # the card already says this
+                if "no text" in reason:  # a card posted as a photo: its caption is the card
+                    with contextlib.suppress(BadRequest):
+                        await self._call(lambda c=chat_id, m=message_id: bot.edit_message_caption(
+                            chat_id=c, message_id=m, caption=self._html(action, CAPTION_LIMIT),
+                            parse_mode=ParseMode.HTML, reply_markup=markup))
+                    continue
+                log.info("Telegram: card %s in %s not edited: %s", message_id, chat_id, error)
+
+    async def _direct(self, action: Outgoing) -> None:
+        """To the person's private chat; if they have not started the bot, it waits for them, and the
+        group the order lives in is asked to tell them (without the message itself)."""
+        person, identity = self.core.person(action.person_id or 0, SERVICE)
+        if identity is None or not identity.external_id.isdigit():
+            return  # no Telegram account: another transport carries it
+        self._bot()
+        try:
+            await self._post(action, identity.direct_chat or identity.external_id, None)
+        except (Forbidden, BadRequest) as error:  # 403: not started, or blocked; 400: never met at all
+            if isinstance(error, BadRequest) and "chat not found" not in str(error).lower():
+                raise
+            log.info("Telegram: %s has not started the bot (%s); holding a direct message", identity.external_id,
+                     error)
+            name = person.name if person is not None else identity.external_id
+            await self._hold_direct(action, identity.external_id, name)
+
+    async def _hold_direct(self, action: Outgoing, user_id: str, name: str) -> None:
+        key = f"dm:{user_id}"
+        held = json.loads(outbox.recall(self.engine, SERVICE, key) or "[]")
+        first = not held
+        held = [*held, to_json(action)][-HELD_MAX:]
+        outbox.remember(self.engine, SERVICE, key, json.dumps(held, ensure_ascii=False))
+        if not first:
+            return  # the group was asked already
+        links = self.core.cards(action.order_id, SERVICE) if action.order_id else []
+        if not links:
+            return
+        number = action.text.params.get("number")
+        about = say("dm.about", action.lang, number=number) if number is not None else ""
+        marker = "\x00who\x00"
+        text = escape(say("dm.fallback", action.lang, who=marker, about=about), quote=False)
+        text = text.replace(marker, user_link(user_id, f"@{name}"))
+        start = [[InlineKeyboardButton(say("dm.button", action.lang),
+                                       url=f"https://t.me/{self._me().username}?start=dm")]]
+        try:
+            await self._post(replace(action, kind=Kind.SEND, chat_id=links[0].chat, mentions=()), links[0].chat,
+                             None, extra_rows=start, text=text)
+        except (TelegramError, Undeliverable) as error:  # the message itself is kept all the same
+            log.warning("Telegram: could not ask %s in %s to start the bot: %s", user_id, links[0].chat, error)
+
+    async def _release_direct(self, user_id: str) -> None:
+        """Someone wrote to the bot in private: the direct messages held for them go now."""
+        key = f"dm:{user_id}"
+        held = outbox.recall(self.engine, SERVICE, key)
+        if not held:
+            return
+        outbox.remember(self.engine, SERVICE, key, "")
+        await self.deliver([from_json(data) for data in json.loads(held)])
+
+    async def _say(self, chat_id: int, text: str) -> bool:
+        """A message of the transport's own (greeting, privacy mode); not kept if it cannot go."""
+        bot = self._bot()
+        try:
+            await self._call(lambda: bot.send_message(chat_id, escape(text, quote=False), parse_mode=ParseMode.HTML))
+            return True
+        except (Undeliverable, TelegramError) as error:
+            log.warning("Telegram: could not say %r… in %s: %s", text[:20], chat_id, error)
+            return False
+
+    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """One Bot API call. 429s are the rate limiter's (it waits `retry_after` and tries again);
+        network errors are tried again here with growing pauses; then `Undeliverable`."""
+        pause = 0.5
+        for attempt in range(self.network_tries):
+            try:
+                return await make()
+            except (BadRequest, Forbidden, ChatMigrated):
+                raise
+            except RetryAfter as error:
+                self.rate_limited += 1
+                raise Undeliverable(f"rate limited: {error}", limited=True) from error
+            except InvalidToken as error:
+                raise Undeliverable("the Bot API no longer accepts the token", limited=True) from error
+            except NetworkError as error:  # TimedOut included; also Telegram's 5xx
+                if attempt + 1 >= self.network_tries:
+                    raise Undeliverable(f"{type(error).__name__}: {error}", limited=True) from error
+                log.info("Telegram: %s; trying again in %.1f s", error, pause)
+                await asyncio.sleep(pause)
+                pause *= 2
+        raise AssertionError("unreachable")
+
+    # --- small things ------------------------------------------------------------------------
+    def _app(self) -> Application:
+        if self.app is None:
+            raise RuntimeError("the Telegram transport is not started")
+        return self.app
+
+    def _bot(self) -> Any:
+        if self.app is None or not self._online:
+            raise Undeliverable("not connected to the Bot API yet", limited=True)
+        return self.app.bot
+
+    def _me(self) -> Me:
+        assert self.me is not None
+        return self.me
+
+
+def _lanes(action: Outgoing) -> set[str]:
+    """What an action must stay in order with: its chat, its order, the person a direct message is for."""
+    lanes = set()
+    if action.chat_id:
+        lanes.add(f"chat:{action.chat_id}")
+    if action.order_id is not None:
+        lanes.add(f"order:{action.order_id}")
+    if action.kind is Kind.DIRECT:
+        lanes.add(f"person:{action.person_id}")
+    return lanes
