@@ -232,6 +232,71 @@ def bench_matrix_transport(url: str, events: int = 100) -> dict[str, Any]:
             server.stop()
 
 
+def bench_export_ledger(url: str, orders: int) -> dict[str, Any]:
+    """The XLSX ledger of `orders` orders."""
+    from bot.export import bench_export
+
+    engine = open_storage(url)
+    core = Linli(engine, load_community(EXAMPLE), ManualClock())
+    _seed_person(core)
+    _fill_orders(engine, core, orders, due_share=0.0)
+    with tempfile.TemporaryDirectory(prefix="linli-bench-export-") as scratch:
+        result = bench_export(engine, Path(scratch) / "ledger.xlsx")
+    engine.dispose()
+    return result
+
+
+def bench_lateness(url: str, reminders: int = 200, every: float = 1.0) -> dict[str, Any]:
+    """How late reminders reach the transport: due times spread over a few seconds of the real clock,
+    the real scheduler sweeping every `every` seconds (LINLI_SWEEP_SECONDS)."""
+    import asyncio
+
+    from handlers.clock import SystemClock
+    from scheduler.runner import SweepRunner
+
+    engine = open_storage(url)
+    clock = SystemClock()
+    core = Linli(engine, _quiet(load_community(EXAMPLE)), clock)
+    _seed_person(core)
+    start = clock.now() + timedelta(seconds=1)
+    spread = 5.0
+    due_at = {}
+    with session(engine) as db:
+        chat = repo.chat_by_external(db, "console", "阳光小区业主群")
+    rows = []
+    for i in range(reminders):
+        due = start + timedelta(seconds=spread * i / reminders)
+        rows.append({"id": 5_000_000 + i, "community_id": core.community.grid_id, "number": 5_000_000 + i,
+                     "text": "bench", "title": "bench", "category": "facilities", "urgency": "blue",
+                     "matter": "minor", "grid_id": core.community.grid_id, "reporter_id": 1, "assignee_id": 1,
+                     "chat_id": chat.id if chat else None, "state": "in_progress", "level": 0, "rating_round": 0,
+                     "confidence": 1.0, "created_at": start, "assigned_at": start, "resolve_due": due})
+        due_at[5_000_000 + i] = due
+    with engine.begin() as connection:
+        connection.execute(insert(Order), rows)
+        connection.execute(insert(Reminder), [{"order_id": r["id"], "milestone": "resolution", "step": "due",
+                                               "due_at": r["resolve_due"], "void": False} for r in rows])
+    late: list[float] = []
+
+    async def deliver(actions: list) -> None:  # type: ignore[type-arg]
+        now = clock.now()
+        late.extend((now - due_at[a.order_id]).total_seconds() for a in actions
+                     if a.order_id in due_at and a.text.key == "remind.due")
+
+    async def run() -> None:
+        runner = SweepRunner(engine, core.community, clock, deliver, every=every)
+        runner.start()
+        deadline = time.monotonic() + spread + 10
+        while len(late) < reminders and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        runner.shutdown()
+
+    asyncio.run(run())
+    engine.dispose()
+    return {"reminders": len(late), "every_s": every, "p50_s": round(statistics.median(late), 3),
+            "p99_s": round(_percentile(late, 0.99), 3), "max_s": round(max(late), 3)}
+
+
 def _repository_tests() -> bool:
     """The servers the tests start (Synapse, a Bot API server) live in the repository's tests/."""
     if (REPOSITORY / "tests").is_dir() and str(REPOSITORY) not in sys.path:
@@ -301,6 +366,8 @@ def run_benchmarks(url: str | None, *, only: set[str], messages: int = 3000, ord
         "triage": lambda db: bench_triage(),
         "sweep": lambda db: bench_sweep(db, orders),
         "rates": lambda db: bench_rates(db, orders),
+        "lateness": lambda db: bench_lateness(db),
+        "export": lambda db: bench_export_ledger(db, min(orders, 20_000)),
         "matrix": lambda db: bench_matrix_transport(db),
         "telegram": lambda db: bench_telegram_transport(db),
         "run": lambda db: bench_run_memory(db),

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     matrix_user: str | None = None
     matrix_password: SecretStr | None = None
     matrix_token: SecretStr | None = None
-    sweep_seconds: float = 15.0
+    sweep_seconds: float = 1.0  # an idle sweep costs about a millisecond; reminders are at most this late
     log_level: str = "INFO"
     triage_model: Path | None = None
 
