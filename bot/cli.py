@@ -346,13 +346,20 @@ def triage_eval(
     for head in ("category", "urgency"):
         rows = report["confusion"][head]
         columns = sorted({seen for row in rows.values() for seen in row} | set(rows), key=lambda c: (c == NONE, c))
-        table = Table(title=f"{head}: gold (rows) × predicted (columns), {NONE} = taken for chatter")
+        short = {code: _SHORT.get(code, code[:3]) for code in columns}
+        table = Table(title=f"{head}: gold (rows) × predicted (columns)",
+                      caption=f"{NONE} taken for chatter" + "".join(
+                          f" · {short[code]} {code}" for code in columns if short[code] != code))
         table.add_column("")
         for column in columns:
-            table.add_column(column[:5], justify="right")
+            table.add_column(short[column], justify="right")
         for gold in sorted(rows):
             table.add_row(gold, *(_cell(rows[gold].get(column, 0), gold == column) for column in columns))
         console.print(table)
+
+
+_SHORT = {"utilities": "ut", "facilities": "fa", "sanitation": "sa", "noise": "no", "parking": "pa", "safety": "sf",
+          "dispute": "di", "property": "pr", "assistance": "as", "services": "se", "construction": "co", "other": "ot"}
 
 
 def _cell(count: int, diagonal: bool) -> str:

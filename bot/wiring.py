@@ -7,11 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from bot.settings import Settings, load_community
+from bot.settings import Settings, SettingsError, load_community
 from handlers.clock import Clock, SystemClock
 from handlers.community import CommunityConfig, zero_config
 from handlers.roster import stored_community
 from handlers.router import Linli
+from handlers.triage import ModelError, use_model
 from storage.db import make_engine, session
 from storage.migrate import upgrade
 
@@ -25,6 +26,11 @@ def open_storage(url: str) -> Engine:
 
 def open_core(settings: Settings, *, clock: Clock | None = None, config: CommunityConfig | None = None,
               bot_names: frozenset[str] = frozenset()) -> Linli:
+    if settings.triage_model is not None:  # a community's own model; the shipped one loads on first use
+        try:
+            use_model(settings.triage_model)
+        except ModelError as error:
+            raise SettingsError(f"LINLI_TRIAGE_MODEL: {error}") from None
     engine = open_storage(settings.database_url)
     community = config or _community(engine, Path(settings.config))
     return Linli(engine, community, clock or SystemClock(), bot_names=bot_names)

@@ -4,6 +4,11 @@
 shipped in this package, or a community's own chosen with `use_model`) and a few rules that are
 reliably better than the model: a bare "+1" or photo is not a request, a staff notice is not one, and
 fire, gas, someone trapped or fallen is red.
+
+Models: the shipped one is `default_model.npz`, rebuilt byte for byte from data/triage/*-train.jsonl by
+`python -m handlers.triage.train`. A community trains its own with `linli triage train --data 台账.csv
+--out linli-triage.npz` (its examples on top of the shipped training data) and points LINLI_TRIAGE_MODEL
+at the file; whoever starts the bot calls `use_model(settings.triage_model)` once (None: the shipped one).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ URGENCIES = ("red", "yellow", "blue")
 MATTERS = ("major", "minor", "private")
 MAX_TRIAGE_CHARS = 2000  # a 20,000-character paste is judged on its beginning
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model.npz"
-REQUEST_AT = 0.5  # probability of being a request from which a message is one
+REQUEST_AT = 0.6  # probability of being a request from which a message is one (cross-validated)
 PLACE_FROM = 0.2  # below this a message is plainly chatter, and the place it names is no work order's
 RED_LIFT = 0.15  # a red cue makes a request of a message the model was not quite sure about
 RULED_OUT = 0.98  # confidence that a bare "+1", a bare photo or a staff notice is no request
@@ -113,8 +118,8 @@ def triage(
         location = (parse_location(place_text, landmarks=landmarks, buildings=buildings)
                     if chance >= PLACE_FROM else Location())
         return Triage(False, None, None, None, location, 1.0 - chance)
-    category = model.best(raw, "category")[0]
-    urgency = "red" if red else model.best(raw, "urgency")[0]
-    matter = model.best(raw, "matter")[0]
+    category = model.label(raw, "category")
+    urgency = "red" if red else model.label(raw, "urgency")
+    matter = model.label(raw, "matter")
     location = parse_location(place_text, landmarks=landmarks, buildings=buildings)
     return Triage(True, category, urgency, matter, location, 1.0 if explicit else chance)

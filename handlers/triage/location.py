@@ -72,12 +72,12 @@ _AREA = r"(?:([a-z]|[东南西北中])区)?"
 _TRIPLE = re.compile(rf"(?<![\d:./-])(\d{{1,3}})\s*{_DASH}\s*(\d{{1,2}})\s*{_DASH}\s*(\d{{3,4}})(?![\d:./])")
 # 3-2单元, "25-3 有个…", "13-1的": building and unit; never a range like 1-3号楼, 8-12点 or 3-5天.
 _PAIR = re.compile(
-    rf"(?<![\d:./-])(\d{{1,3}})\s*{_DASH}\s*(\d{{1,2}})(?:\s*单元|(?=\s|的|楼[上下道]|门|$)"
+    rf"(?<![\d:./-])(\d{{1,3}})\s*{_DASH}\s*(\d{{1,2}})(?:\s*[单單]元|(?=\s|的|楼[上下道]|门|$)"
     r"(?!\s*(?:号|天|点|月|年|个|次|岁|米|元|块|层|楼(?![上下道])|分|:|周|小时|h\b)))"
 )
 _BUILDING = re.compile(
     _AREA + rf"(?<![\d\-—–~至到])({_NUM}|(?<![a-z])[a-z]\d{{0,3}})"
-    rf"\s*(?:号楼|栋楼?|幢|座(?![椅位机])|号院|#楼?|号(?=\s*{_NUM}\s*单元))"
+    rf"\s*(?:[号號][楼樓]|[栋棟][楼樓]?|幢|座(?![椅位机])|号院|#[楼樓]?|[号號](?=\s*{_NUM}\s*[单單]元))"
 )
 _BUILDING_EN = re.compile(  # case kept: "Block B" is a building, "cars block a lane" is not
     r"\b(?i:block|building|bldg\.?|tower|blk\.?)\s*(?i:no\.?\s*)?#?\s*((?i:[a-z]?\d{1,3}[a-z]?)|[A-Z])\b"
@@ -86,10 +86,10 @@ _BUILDING_EN = re.compile(  # case kept: "Block B" is a building, "cars block a 
 # Every form below has a digit, a Chinese numeral or one of these words: without them there is no place.
 _MAYBE_PLACE = re.compile(r"[\d零一二两三四五六七八九十百栋幢座#]|block|building|bldg|tower|blk|unit|room|flat|apt|rm")
 _OF_A_BUILDING = set("道上下前后里门顶梯口")  # 一栋楼道: building 1's stairwell; 一栋楼都: one whole building
-_UNIT = re.compile(rf"({_NUM})\s*单元")
+_UNIT = re.compile(rf"({_NUM})\s*[单單]元")
 _UNIT_EN = re.compile(r"\bunit\s*#?\s*(\d{1,2})\b")
 _NOT_A_ROOM = r"(?!\d|\s*(?:楼|层|米|元|块|分|天|年|月|号楼|个|人|次|斤|辆|平|户|多|几|万|千|ml|kg|cm|mm|km|%))"
-_ROOM = re.compile(r"(?:单元|[栋幢座#]|号楼)\s*(\d{3,4})(?:室|号|房)?" + _NOT_A_ROOM)
+_ROOM = re.compile(r"(?:[单單]元|[栋棟幢座#]|[号號][楼樓])\s*(\d{3,4})(?:室|号|房)?" + _NOT_A_ROOM)
 _ROOM_PLAIN = re.compile(r"(?<![\d-])(\d{3,4})\s*(?:室|房间|房(?!子|东|租|价))")
 _ROOM_HOME = re.compile(r"(?:我住|住在|我家是?|我们家是?|家住)\s*(\d{3,4})" + _NOT_A_ROOM)
 _ROOM_EN = re.compile(r"\b(?:room|flat|apt\.?|apartment|rm\.?)\s*#?\s*(\d{3,4})\b")

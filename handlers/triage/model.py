@@ -32,11 +32,6 @@ class Scores:
     urgency: dict[str, float]
     matter: dict[str, float]
 
-    def best(self, head: str) -> tuple[str, float]:
-        probabilities: dict[str, float] = getattr(self, head)
-        label = max(probabilities, key=probabilities.__getitem__)
-        return label, probabilities[label]
-
 
 class TriageModel:
     def __init__(
@@ -92,14 +87,13 @@ class TriageModel:
         """The calibrated probability that the message is a request."""
         return _sigmoid(self._scale * raw[self._columns["request"][0]] + self._shift)
 
-    def best(self, raw: list[float], head: str) -> tuple[str, float]:
-        """The likeliest class of `head` and its probability."""
+    def label(self, raw: list[float], head: str) -> str:
+        """The likeliest class of `head` (the highest score: no need to normalise for that)."""
         start, end = self._columns[head]
-        probabilities = _softmax(raw[start:end])
-        top = max(range(len(probabilities)), key=probabilities.__getitem__)
-        return self.classes[head][top], probabilities[top]
+        return self.classes[head][max(range(start, end), key=raw.__getitem__) - start]
 
     def scores(self, shaped: str) -> Scores:
+        """Every probability, for looking into a verdict; `triage()` needs only `label`."""
         raw = self.raw(shaped)
         heads = []
         for head in HEADS[1:]:
@@ -150,7 +144,7 @@ class TriageModel:
                     words_total=int(meta["words_total"]),
                     meta=meta,
                 )
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise ModelError(f"{path}: cannot read a triage model ({error})") from None
 
 
