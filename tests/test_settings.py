@@ -114,3 +114,14 @@ def test_a_chat_admin_dispatches_only_their_own_chat(tmp_path: Path) -> None:
     hood.expect("只有书记或网格长可以派单")
     assert hood.order(1).state == "reported"
     hood.engine.dispose()
+
+
+def test_a_community_triage_model_that_cannot_load_stops_start_up(tmp_path: Path) -> None:
+    from bot.settings import Settings
+    from bot.wiring import open_core
+
+    broken = tmp_path / "model.npz"
+    broken.write_bytes(b"not a model")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", triage_model=broken)
+    with pytest.raises(SettingsError, match="LINLI_TRIAGE_MODEL"):
+        open_core(settings)
