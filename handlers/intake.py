@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from sqlalchemy import or_
+from sqlalchemy import Select, bindparam, or_
 from sqlmodel import col, select
 
 from handlers import orders
@@ -80,12 +80,13 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
     detail = {"triage": verdict.as_json()}
     if verdict.location.landmark:
         detail["landmark"] = verdict.location.landmark
-    event_id = repo.insert_row(db, Event(order_id=order.id, action=Action.REPORT.value, actor_id=person.id,
-                                         to_state=order.state, at=turn.now, chat_id=turn.chat.id,
-                                         message_ref=turn.incoming.message_id, detail=detail))
+    event_id = repo.insert_values(db, Event, {
+        "order_id": order.id, "action": Action.REPORT.value, "actor_id": person.id, "from_state": None,
+        "to_state": order.state, "at": turn.now, "chat_id": turn.chat.id,
+        "message_ref": turn.incoming.message_id, "detail": detail})
     for ref in turn.incoming.photos:
-        repo.insert_row(db, Photo(order_id=order.id, event_id=event_id, service=turn.incoming.service, ref=ref,
-                                  purpose="report", at=turn.now))
+        repo.insert_values(db, Photo, {"order_id": order.id, "event_id": event_id, "service": turn.incoming.service,
+                                       "ref": ref, "purpose": "report", "at": turn.now})
     orders.post_card(turn, order, filed=True)
     if order.urgency == "red":
         orders.tell_chat(turn, order, "alert.red", notify=_on_duty(turn, order), category=order.category)
@@ -108,21 +109,34 @@ def _on_duty(turn: Turn, order: Order) -> list:  # type: ignore[type-arg]
 def find_duplicate(turn: Turn, order: Order) -> Order | None:
     """An open order of the same grid, category and place, reported lately, that reads alike."""
     since = turn.now - parse_duration(turn.community.config.duplicate_window).clock_time()
-    query = (
-        select(Order.id, Order.text, Order.building)
-        .where(Order.grid_id == order.grid_id, Order.category == order.category, Order.id != order.id,
-               col(Order.state).in_([s.value for s in OPEN_STATES]), Order.created_at >= since)
-        .order_by(col(Order.id).desc())
-        .limit(DUPLICATE_CANDIDATES)
-    )
-    if order.building:  # another building is another problem
-        query = query.where(or_(col(Order.building).is_(None), Order.building == order.building))
+    statement = _SAME_PLACE if order.building else _ANY_PLACE
+    rows = turn.db.connection().execute(statement, {"grid": order.grid_id, "category": order.category,
+                                                    "me": order.id, "since": since, "building": order.building})
     words = _bigrams(order.id or 0, order.text)
-    for other_id, text, building in turn.db.exec(query):
+    for other_id, text, building in rows:
         same_place = bool(order.building) and order.building == building
         if _similarity(words, _bigrams(other_id, text)) >= (0.15 if same_place else 0.35):
             return turn.db.get(Order, other_id)
     return None
+
+
+def _candidates(*, same_place: bool) -> Select:
+    """Recent open orders of a grid and category, newest first; built once, run with bound values."""
+    query = (
+        select(Order.id, Order.text, Order.building)
+        .where(Order.grid_id == bindparam("grid"), Order.category == bindparam("category"),
+               Order.id != bindparam("me"), col(Order.state).in_([s.value for s in OPEN_STATES]),
+               Order.created_at >= bindparam("since"))
+        .order_by(col(Order.id).desc())
+        .limit(DUPLICATE_CANDIDATES)
+    )
+    if same_place:  # another building is another problem
+        query = query.where(or_(col(Order.building).is_(None), Order.building == bindparam("building")))
+    return query
+
+
+_ANY_PLACE = _candidates(same_place=False)
+_SAME_PLACE = _candidates(same_place=True)
 
 
 @lru_cache(maxsize=4096)

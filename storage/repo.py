@@ -146,7 +146,13 @@ def people_with_role_over(db: Session, path: str, role: str) -> list[Person]:
 def insert_row(db: Session, row: SQLModel) -> int:
     """Insert one new row with a plain INSERT (no unit of work) and return its id."""
     table = row.__table__  # type: ignore[attr-defined]
-    values = {name: value for name, value in row.__dict__.items() if name in table.c and name != "id"}
+    return insert_values(db, type(row), {name: value for name, value in row.__dict__.items() if name in table.c})
+
+
+def insert_values(db: Session, model: type[SQLModel], values: dict) -> int:
+    """Insert one row given as plain values (building a model object costs more than the INSERT)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    values = {name: value for name, value in values.items() if name != "id"}
     return db.connection().execute(insert(table).returning(table.c.id), values).scalar_one()
 
 
