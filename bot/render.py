@@ -240,6 +240,15 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "prompt.dropped": "好的，不登记。",
         "follow.added": "已把{name}加为 #{number} 的关注人，进展会通知您。",
         "dup.ask": "#{number} 是不是和 #{same}（{title}）同一个问题？",
+        "visit.ask": "回访：您反映的 #{number}（{title}）处理后还好吗？",
+        "btn.visit_ok": "很好", "btn.visit_bad": "问题还在",
+        "visit.thanks": "谢谢回复！",
+        "visit.noted": "已转告书记，会尽快再处理 #{number}。",
+        "visit.failed": lambda p, lang: f"#{p['number']} 回访：报事人反映问题还在，请重新处理。"
+                                         f" {_mentions(p)}".rstrip(),
+        "done.private": "#{number} 已办结，评价邀请已私信报事人。",
+        "done.rate_direct": "您反映的 #{number} 已办结（附照片），请为这次服务打分：",
+        "visit.not_yours": "这是问报事人的，谢谢。",
         "correct.done": lambda p, lang: f"已更正 #{p['number']}：" + "，".join(_change(c, lang) for c in p["changes"]),
         "usage.correct": "用法：/修改 #12 类别=公共设施 紧急=红 事项=小事 位置=3栋2单元（写其中几项即可）",
         "refuse.correct.role": "只有书记或网格长可以修改工单的分类。",
@@ -391,6 +400,15 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "prompt.dropped": "OK, not filed.",
         "follow.added": "{name} now follows #{number} and will hear about progress.",
         "dup.ask": "Is #{number} the same problem as #{same} ({title})?",
+        "visit.ask": "Follow-up: is everything still fine after #{number} ({title})?",
+        "btn.visit_ok": "All good", "btn.visit_bad": "Still a problem",
+        "visit.thanks": "Thanks for telling us!",
+        "visit.noted": "The secretary has been told and will see to #{number} again.",
+        "visit.failed": lambda p, lang: f"#{p['number']} follow-up: the reporter says the problem is back; "
+                                         f"please see to it. {_mentions(p)}".rstrip(),
+        "visit.not_yours": "That question is for the reporter, thanks.",
+        "done.private": "#{number} is done; the reporter has been asked to rate it by direct message.",
+        "done.rate_direct": "#{number}, which you reported, is done (photo attached). Please rate the service:",
         "correct.done": lambda p, lang: f"#{p['number']} corrected: "
                                          + ", ".join(_change(c, lang) for c in p["changes"]),
         "usage.correct": "Usage: /correct #12 category=facilities urgency=red matter=minor place=3栋2单元 "

@@ -221,11 +221,13 @@ class CommunityConfig(Strict):
     sla: SlaPolicy = SlaPolicy()
     landmarks: list[str] = Field(default_factory=list)  # 北门, 地下车库, 垃圾站 …
     duplicate_window: str = "24h"  # a report like an open order from within this window may be the same
+    follow_up_visit: str | None = "1d"  # 回访: ask the reporter this long after closing whether it holds
 
-    @field_validator("duplicate_window")
+    @field_validator("duplicate_window", "follow_up_visit")
     @classmethod
-    def _window(cls, value: str) -> str:
-        parse_duration(value)
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
         return value
     points_per_order: int = 10
 

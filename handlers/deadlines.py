@@ -67,6 +67,14 @@ def report_back_clock(db: Session, order: Order, policy: SlaPolicy, now: datetim
                     due_at=due + max(MIN_GRACE, (due - now) * 0.5)))
 
 
+def visit(db: Session, order: Order, after: str | None, now: datetime, tz: ZoneInfo) -> None:
+    """回访: some time after an order is closed its reporter is asked whether the fix held."""
+    assert order.id is not None
+    if after is not None:
+        db.add(Reminder(order_id=order.id, milestone="visit", step="visit",
+                        due_at=parse_duration(after).after(now, tz)))
+
+
 def met(db: Session, order: Order, milestone: str) -> None:
     """A milestone was reached: its remaining reminders are void."""
     assert order.id is not None

@@ -111,6 +111,9 @@ def _follow_deadlines(db: Session, community: Community, now: datetime, order: O
             deadlines.stop(db, order)
             # The resident was not satisfied: the clock goes on from where it stood at 办结.
             order.resolve_due = now + left_to_resolve if left_to_resolve is not None else None
+        case Action.RATE if change.from_state is State.RESOLVED:
+            deadlines.stop(db, order)
+            deadlines.visit(db, order, community.config.follow_up_visit, now, tz)
         case Action.DONE | Action.MERGE | Action.CANCEL | Action.RATE:
             deadlines.stop(db, order)
 

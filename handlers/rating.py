@@ -7,6 +7,7 @@ from sqlmodel import select
 from handlers import orders
 from handlers.lifecycle import Action, State
 from handlers.turn import Turn
+from storage import repo
 from storage.models import Order, Person, Points, Rating, Team, TeamMember
 
 WELL_RATED = 4  # 积分 are earned for orders rated at least this
@@ -27,6 +28,20 @@ def rate(turn: Turn, order: Order, score: int | None, comment: str | None = None
         return
     _award_points(turn, order, score)
     turn.reply("rate.thanks", number=order.number, score=score)
+
+
+def visit_answer(turn: Turn, order: Order, held: bool) -> None:
+    """The reporter's answer to 回访: kept as an event; a fix that did not hold goes to the dispatchers."""
+    if turn.person.id != order.reporter_id:
+        turn.refuse("visit.not_yours", number=order.number)
+        return
+    repo.add_event(turn.db, order, "visit", turn.person.id, order.state, turn.now, chat_id=turn.chat.id,
+                   message_ref=turn.incoming.message_id, detail={"held": held})
+    if held:
+        turn.reply("visit.thanks", number=order.number)
+        return
+    turn.reply("visit.noted", number=order.number)
+    orders.tell_chat(turn, order, "visit.failed", notify=orders.dispatchers_of(turn.db, order))
 
 
 def _award_points(turn: Turn, order: Order, score: int) -> None:

@@ -244,6 +244,8 @@ class Linli:
                 intake.follow(turn, order)
             case "st":
                 queries.status(turn, order)
+            case "vis":
+                rating.visit_answer(turn, order, held=arg == "ok")
             case _:
                 turn.alert("button.stale")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers import orders
 from handlers.lifecycle import Action
-from handlers.protocol import Button, Text
+from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.turn import Turn
 from storage import repo
 from storage.models import Order, Photo
@@ -41,8 +41,15 @@ def done(turn: Turn, order: Order, photos: tuple[str, ...]) -> None:
                           ref=ref, purpose="completion", at=turn.now))
     orders.update_card(turn, order)
     stars = (tuple(Button(Text("btn.star", {"score": s}), f"rt:{order.id}:{s}") for s in range(1, 6)),)
-    orders.tell_chat(turn, order, "done.rate", notify=orders.interested(turn.db, order), buttons=stars,
-                     photo=photos[0], name=turn.person.name)
+    if order.matter != "private":
+        orders.tell_chat(turn, order, "done.rate", notify=orders.interested(turn.db, order), buttons=stars,
+                         photo=photos[0], name=turn.person.name)
+        return
+    # A private matter: the group hears it is done; the photo and the rating prompt go to those concerned.
+    orders.tell_chat(turn, order, "done.private")
+    for person in orders.interested(turn.db, order):
+        turn.out.append(Outgoing(Kind.DIRECT, Text("done.rate_direct", {"number": order.number}), lang=turn.lang,
+                                 person_id=person.id, order_id=order.id, buttons=stars, photo=photos[0]))
 
 
 def arrive(turn: Turn, order: Order) -> None:

@@ -20,7 +20,7 @@ from handlers.community import parse_duration
 from handlers.deadlines import DUE_FIELD
 from handlers.lifecycle import OPEN_STATES
 from handlers.privacy import shield
-from handlers.protocol import Kind, Outgoing, Text
+from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.turn import Community, mentions_on
 from handlers.workdays import quiet_until
 from scheduler import digests
@@ -56,6 +56,10 @@ def _reminders(db: Session, community: Community, now: datetime, batch: int) -> 
     missed: dict[int, list[tuple[Reminder, Order]]] = defaultdict(list)
     seen = _Seen(db)
     for reminder, order in db.exec(query).all():
+        if reminder.milestone == "visit":
+            reminder.sent_at = now
+            out.extend(_visit(community, order))
+            continue
         if order.state not in OPEN_STATES:
             reminder.void = True
             continue
@@ -73,6 +77,16 @@ def _reminders(db: Session, community: Community, now: datetime, batch: int) -> 
             out.extend(m for m in messages if m.kind is not Kind.UPDATE_CARD)
     out.extend(_catch_up(db, community, missed, now))
     return out + list(cards.values())
+
+
+def _visit(community: Community, order: Order) -> list[Outgoing]:
+    """回访 by direct message: did the fix hold?"""
+    if order.state != "closed":
+        return []
+    buttons = ((Button(Text("btn.visit_ok"), f"vis:{order.id}:ok"),
+                Button(Text("btn.visit_bad"), f"vis:{order.id}:bad")),)
+    return [Outgoing(Kind.DIRECT, Text("visit.ask", {"number": order.number, "title": order.title}),
+                     lang=community.lang, person_id=order.reporter_id, order_id=order.id, buttons=buttons)]
 
 
 class _Seen:

@@ -198,7 +198,7 @@ def test_daily_digest_once_per_group_and_supervisors_get_every_grid(tmp_path) ->
     hood.report(text="3栋楼道灯坏了")
     done = hood.report(text="5栋门口垃圾没人清")
     hood.resolved(done)
-    late = hood.report(text="7栋电梯坏了")
+    late = hood.report(text="7栋楼道灯不亮了")
     hood.in_progress(late)
     hood.clock.advance(hours=17, minutes=20)  # 08:20 the next morning
     hood.later(minutes=5)
@@ -245,3 +245,18 @@ async def test_the_real_scheduler_wakes_the_sweep_and_delivers(hood: Neighbourho
     finally:
         runner.shutdown()
     assert [a.text.key for a in delivered] == ["remind.before", "card"]
+
+
+def test_a_follow_up_visit_a_working_day_after_closing(hood: Neighbourhood) -> None:
+    number = hood.report()
+    hood.resolved(number)
+    hood.press("王阿姨", "★5")
+    hood.later(hours=5)
+    assert not any(p.chat == "私聊:王阿姨" for p in hood.heard)
+    hood.later(days=3)
+    visit = [p for p in hood.heard if p.chat == "私聊:王阿姨"]
+    assert visit and f"回访：您反映的 #{number}" in visit[0].text
+    hood.press("李姐", "问题还在", visit[0])
+    hood.expect("这是问报事人的")
+    hood.press("王阿姨", "问题还在", visit[0])
+    hood.expect("已转告书记", f"#{number} 回访：报事人反映问题还在", "@张书记")

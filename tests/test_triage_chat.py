@@ -95,3 +95,16 @@ def test_a_dispatchers_correction_becomes_a_training_example(hood: Neighbourhood
     assert example["category"] == "safety" and example["urgency"] == "red" and example["source"] == "correction"
     hood.say("张书记", "/修改 #1 乱写")
     hood.expect("用法：/修改 #12")
+
+
+def test_a_private_matter_is_rated_by_direct_message(hood: Neighbourhood) -> None:
+    hood.say("吴奶奶", "/报事 我家厨房水龙头坏了一直滴水，谁能帮忙修一下")
+    hood.say("张书记", "/派单 #1 @刘师傅")
+    hood.say("刘师傅", "/接单 #1")
+    hood.say("刘师傅", "修好了", photos=("tap.jpg",), reply_to=hood.card(1))
+    group = [p for p in hood.heard if p.chat == "阳光小区业主群" and p.author == "邻里助手" and not p.edits]
+    direct = [p for p in hood.heard if p.chat == "私聊:吴奶奶"]
+    assert "#1 已办结，评价邀请已私信报事人" in group[0].text and not group[0].buttons
+    assert direct and direct[0].photo == "tap.jpg" and "★5" in [label for label, _ in direct[0].buttons]
+    hood.press("吴奶奶", "★5", direct[0])
+    hood.expect("谢谢评价")
