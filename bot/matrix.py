@@ -62,7 +62,7 @@ from bot.matrix_events import (
 )
 from bot.matrix_format import button_data, edit_content, image_content, message_content, notice_content
 from bot.matrix_media import MAX_IMAGE_BYTES, MediaStore, TooLarge, find_copy
-from bot.matrix_texts import say
+from bot.render import say
 from bot.settings import SettingsError
 from handlers import outbox
 from handlers.protocol import Incoming, Kind, Mention, Outgoing

@@ -10,8 +10,7 @@ import html
 from typing import Any
 
 from bot.matrix_events import KEYCAPS
-from bot.matrix_texts import say
-from bot.render import render
+from bot.render import render, say
 from handlers.protocol import Button, Kind, Mention, Outgoing
 
 HTML = "org.matrix.custom.html"

@@ -53,6 +53,8 @@ from telegram.error import (
 )
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from bot.render import TELEGRAM_MENU as COMMANDS
+from bot.render import say
 from bot.settings import SettingsError
 from bot.telegram_format import (
     CAPTION_LIMIT,
@@ -69,7 +71,6 @@ from bot.telegram_format import (
     press_id,
     user_link,
 )
-from bot.telegram_texts import COMMANDS, say
 from handlers import outbox
 from handlers.protocol import Kind, Outgoing, from_json, to_json
 from handlers.router import Linli

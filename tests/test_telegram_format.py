@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from telegram import Update
 
+from bot.render import TELEGRAM_MENU as COMMANDS
 from bot.settings import SettingsError
 from bot.telegram import api_url_of, file_url_of, parse_listen
 from bot.telegram_format import (
@@ -21,7 +22,6 @@ from bot.telegram_format import (
     message_incoming,
     message_ref,
 )
-from bot.telegram_texts import COMMANDS
 from handlers.commands import parse
 from handlers.protocol import Button, Kind, Mention, Outgoing, Text
 
