@@ -368,5 +368,22 @@ def _cell(count: int, diagonal: bool) -> str:
     return f"[bold green]{count}[/]" if diagonal else f"[red]{count}[/]"
 
 
+@triage_app.command("corrections")
+def triage_corrections(out: Annotated[Path, typer.Argument(help="JSON lines file to write.")]) -> None:
+    """Write the dispatchers' corrections (/修改) as labelled examples, ready for `linli triage train`."""
+    from sqlmodel import select
+
+    from handlers.triage.dataset import write_jsonl
+    from storage.db import session
+    from storage.models import Example
+
+    core = _core()
+    with session(core.engine) as db:
+        examples = [row.payload for row in db.exec(select(Example).order_by(Example.id))]
+    write_jsonl(examples, out)
+    console.print(f"{len(examples)} corrections written to {out}; train with: "
+                  f"linli triage train --data {out}")
+
+
 if __name__ == "__main__":
     app()

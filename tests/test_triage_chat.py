@@ -108,3 +108,21 @@ def test_a_private_matter_is_rated_by_direct_message(hood: Neighbourhood) -> Non
     assert direct and direct[0].photo == "tap.jpg" and "★5" in [label for label, _ in direct[0].buttons]
     hood.press("吴奶奶", "★5", direct[0])
     hood.expect("谢谢评价")
+
+
+def test_corrections_export_and_train(hood: Neighbourhood, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import subprocess
+    import sys
+
+    hood.say("王阿姨", "/报事 北门那边好像有人在烧东西")
+    hood.say("张书记", "/修改 #1 类别=治安消防 紧急=红")
+    out = tmp_path / "corrections.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINLI_")}
+    env["LINLI_DATABASE_URL"] = str(hood.engine.url)
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "triage", "corrections", str(out)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert lines == [{**lines[0], "category": "safety", "urgency": "red"}] and lines[0]["text"].startswith("北门")
