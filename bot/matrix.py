@@ -45,6 +45,7 @@ from nio import (
 from nio.api import MessageDirection
 from sqlalchemy.engine import make_url
 
+from bot.delivery import InOrder, Undeliverable
 from bot.matrix_events import (
     ADMIN_LEVEL,
     SERVICE,
@@ -78,14 +79,6 @@ MAX_JOIN_TRIES = 20  # an invitation the homeserver keeps refusing to let us joi
 BACKFILL_MAX = 1000  # events fetched to close a gap after a long pause
 STOP_GRACE = 30.0  # seconds `stop` lets the current batch finish
 _CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ConnectionError)
-
-
-class Undeliverable(Exception):
-    """A call that failed for now (rate limit over budget, connection, server error): park the action."""
-
-    def __init__(self, message: str, *, limited: bool = False) -> None:
-        super().__init__(message)
-        self.limited = limited  # the account is rate-limited: every other send would fail as well
 
 
 class LoginFailed(SettingsError):
@@ -161,19 +154,17 @@ class MatrixTransport:
         self.syncs = 0
         self.rate_limited = 0  # M_LIMIT_EXCEEDED answers seen
         self.reconnects = 0
-        self.parked = 0  # actions left in the outbox for a later try
         self.backfilled = 0  # events fetched to close gaps in limited timelines
         self._since: str | None = None
         self._ready = False  # logged in and synced once: sends may go out
         self._creators: dict[str, frozenset[str]] = {}
         self._direct_rooms: dict[str, bool] = {}
         self._said: set[str] = set()
-        self._unposted: set[int] = set()  # orders whose card is parked: their edits wait behind it
+        self._outbound = InOrder(SERVICE, core.engine, core.clock, name="Matrix")
         self._declined: set[str] = set()
         self._invites: dict[str, tuple[list[Any], int]] = {}  # invitations not joined yet: state, tries
         self._pressed: dict[str, Pressed] = {}
         self._dm_locks: dict[str, asyncio.Lock] = {}
-        self._send_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._synced = asyncio.Condition()
         self._sync_call: asyncio.Future[Any] | None = None
@@ -613,41 +604,16 @@ class MatrixTransport:
 
     # --- actions out -------------------------------------------------------------------------
     async def deliver(self, actions: list[Outgoing]) -> None:
-        """Post the actions in order. What cannot go now is parked in the outbox (the scheduler's
-        `deliver_due` hands it back here later), and so is everything after it in the same room or about
-        the same order, so a room never reads its messages out of order."""
+        """Post the actions in order; what cannot go now waits in the outbox (`bot/delivery.py`)."""
         mine = [a for a in actions if a.service in ("", SERVICE)]
-        if not mine:
-            return
-        async with self._send_lock:
-            blocked: dict[str, str] = {}
+        if mine:
             budget = Budget(self.rate_wait)
-            for action in mine:
-                lanes = _lanes(action)
-                reason = blocked.get("*") or next((blocked[lane] for lane in lanes if lane in blocked), None)
-                if reason is None and action.kind is Kind.UPDATE_CARD and action.order_id in self._unposted:
-                    reason = "its card is parked"  # edited after the card is posted, not before
-                if reason is None:
-                    try:
-                        await self._carry(action, budget)
-                        continue
-                    except Undeliverable as error:
-                        reason = str(error)
-                        if error.limited:
-                            blocked["*"] = reason
-                    except Exception as error:
-                        log.exception("Matrix: could not post %s", action.text.key)
-                        reason = repr(error)
-                    blocked.update(dict.fromkeys(lanes, reason))
-                self._park(action, reason)
+            await self._outbound.run(mine, lambda action: self._carry(action, budget))
 
-    def _park(self, action: Outgoing, error: str) -> None:
-        if action.kind is Kind.CARD and action.order_id is not None:
-            self._unposted.add(action.order_id)
-        # marked as ours, so the retry comes back to this transport only
-        outbox.park(self.engine, replace(action, service=SERVICE), error, self.core.clock.now())
-        self.parked += 1
-        log.warning("Matrix: parked %s for later (%s)", action.text.key, error)
+    @property
+    def parked(self) -> int:
+        """Actions left in the outbox for a later try."""
+        return self._outbound.parked
 
     async def _carry(self, action: Outgoing, budget: Budget) -> None:
         if self.client is None or not self._ready:
@@ -676,7 +642,7 @@ class MatrixTransport:
         event_id = await self._send(room_id, message_content(action, reply_to=reply_to, to=to), budget)
         self.core.sent(action, event_id)
         if action.kind is Kind.CARD:
-            self._unposted.discard(action.order_id or 0)
+            self._outbound.posted(action.order_id)
         self._keep_buttons(event_id, action)
 
     def _keep_buttons(self, event_id: str, action: Outgoing) -> None:
@@ -756,18 +722,6 @@ class MatrixTransport:
 
     def _remember(self, key: str, value: str) -> None:
         outbox.remember(self.engine, SERVICE, key, value)
-
-
-def _lanes(action: Outgoing) -> set[str]:
-    """What an action must stay in order with: its room, its order, the person a direct message is for."""
-    lanes = set()
-    if action.chat_id:
-        lanes.add(f"room:{action.chat_id}")
-    if action.order_id is not None:
-        lanes.add(f"order:{action.order_id}")
-    if action.kind is Kind.DIRECT:
-        lanes.add(f"person:{action.person_id}")
-    return lanes
 
 
 def _since_own_join(events: list[Any], me: str) -> list[Any]:

@@ -53,6 +53,7 @@ from telegram.error import (
 )
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from bot.delivery import InOrder, Undeliverable
 from bot.render import TELEGRAM_MENU as COMMANDS
 from bot.render import say
 from bot.settings import SettingsError
@@ -88,14 +89,6 @@ STOP_GRACE = 30.0
 
 class LoginFailed(SettingsError):
     """The Bot API refused the token: `linli run` stops with this one line."""
-
-
-class Undeliverable(Exception):
-    """A call that failed for now (rate limit past the retries, network, Telegram down): park the action."""
-
-    def __init__(self, message: str, *, limited: bool = False) -> None:
-        super().__init__(message)
-        self.limited = limited  # every other call would fail as well right now
 
 
 def file_url_of(api_url: str) -> str:
@@ -151,7 +144,6 @@ class TelegramTransport:
         # what tests and `linli bench` read
         self.handled = 0  # updates handed to the core
         self.duplicates = 0  # updates delivered again and dropped
-        self.parked = 0  # actions left in the outbox for a later try
         self.rate_limited = 0  # 429s that outlasted the rate limiter's retries
         self._online = False  # logged in: calls may go out
         self._seen: dict[int, None] = {}
@@ -161,8 +153,7 @@ class TelegramTransport:
         self._usernames: dict[str, str] = {}  # @username (lower case) → user id
         self._queries: dict[str, CallbackQuery] = {}  # presses being handled, not answered yet
         self._pressed: dict[str, int] = {}  # press → the message that carries the button
-        self._unposted: set[int] = set()  # orders whose card is parked: their edits wait behind it
-        self._send_lock = asyncio.Lock()
+        self._outbound = InOrder(SERVICE, core.engine, core.clock, name="Telegram")
         self._stopping = asyncio.Event()
         self._first_try = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -479,45 +470,17 @@ class TelegramTransport:
 
     # --- actions out -------------------------------------------------------------------------
     async def deliver(self, actions: list[Outgoing]) -> None:
-        """Carry out the actions in order. What cannot go now is parked in the outbox (the scheduler's
-        `deliver_due` hands it back here later), and so is everything after it in the same chat or about
-        the same order, so a group never reads its messages out of order."""
+        """Carry out the actions in order; what cannot go now waits in the outbox (`bot/delivery.py`).
+        Telegram's BadRequest means the request itself is wrong, so it is not tried again; Forbidden (not
+        in that group any more) is kept, in case the bot comes back."""
         mine = [a for a in actions if a.service in ("", SERVICE)]
-        if not mine:
-            return
-        async with self._send_lock:
-            blocked: dict[str, str] = {}
-            for action in mine:
-                lanes = _lanes(action)
-                reason = blocked.get("*") or next((blocked[lane] for lane in lanes if lane in blocked), None)
-                if reason is None and action.kind is Kind.UPDATE_CARD and action.order_id in self._unposted:
-                    reason = "its card is parked"  # edited after the card is posted, not before
-                if reason is None:
-                    try:
-                        await self._carry(action)
-                        continue
-                    except BadRequest as error:  # Telegram says the request itself is wrong: trying again won't help
-                        log.warning("Telegram: refused %s: %s", action.text.key, error)
-                        continue
-                    except Undeliverable as error:
-                        reason = str(error)
-                        if error.limited:
-                            blocked["*"] = reason
-                    except Forbidden as error:  # not in that group (any more): kept, in case it comes back
-                        reason = f"Forbidden: {error}"
-                    except Exception as error:
-                        log.exception("Telegram: could not post %s", action.text.key)
-                        reason = repr(error)
-                    blocked.update(dict.fromkeys(lanes, reason))
-                self._park(action, reason)
+        if mine:
+            await self._outbound.run(mine, self._carry, dropped=(BadRequest,), kept=(Forbidden,))
 
-    def _park(self, action: Outgoing, error: str) -> None:
-        if action.kind is Kind.CARD and action.order_id is not None:
-            self._unposted.add(action.order_id)
-        # marked as ours, so the retry comes back to this transport only
-        outbox.park(self.engine, replace(action, service=SERVICE), error, self.core.clock.now())
-        self.parked += 1
-        log.warning("Telegram: parked %s for later (%s)", action.text.key, error)
+    @property
+    def parked(self) -> int:
+        """Actions left in the outbox for a later try."""
+        return self._outbound.parked
 
     async def _carry(self, action: Outgoing) -> None:
         match action.kind:
@@ -577,8 +540,8 @@ class TelegramTransport:
         return sent
 
     def _posted(self, action: Outgoing) -> None:
-        if action.kind is Kind.CARD and action.order_id is not None:
-            self._unposted.discard(action.order_id)
+        if action.kind is Kind.CARD:
+            self._outbound.posted(action.order_id)
 
     async def _photo(self, chat_id: int | str, file_id: str, caption: str | None, markup: InlineKeyboardMarkup | None,
                      reply: ReplyParameters | None) -> Message | None:
@@ -723,13 +686,3 @@ class TelegramTransport:
         return self.me
 
 
-def _lanes(action: Outgoing) -> set[str]:
-    """What an action must stay in order with: its chat, its order, the person a direct message is for."""
-    lanes = set()
-    if action.chat_id:
-        lanes.add(f"chat:{action.chat_id}")
-    if action.order_id is not None:
-        lanes.add(f"order:{action.order_id}")
-    if action.kind is Kind.DIRECT:
-        lanes.add(f"person:{action.person_id}")
-    return lanes

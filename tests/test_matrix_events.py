@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bot.matrix import _key, _lanes, _same_account, _since_own_join, default_media_dir
+from bot.delivery import lanes as _lanes
+from bot.matrix import _key, _same_account, _since_own_join, default_media_dir
 from bot.matrix_events import (
     Choice,
     Me,
