@@ -8,6 +8,11 @@ pauses and given up (kept, flagged) after `MAX_ATTEMPTS`.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, insert, or_
@@ -17,6 +22,7 @@ from handlers.protocol import Outgoing, from_json, to_json
 from storage.db import session
 from storage.models import Memo, Outbox
 
+log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 FIRST_PAUSE = timedelta(seconds=5)
 LEASE = timedelta(seconds=60)
@@ -30,20 +36,41 @@ def put(db: Session, actions: list[Outgoing], now: datetime) -> None:
         db.connection().execute(insert(Outbox.__table__), rows)  # type: ignore[attr-defined]
 
 
+# The actions being handed back from the outbox right now, with how often each was tried: a transport
+# that parks one again continues its count, so an action that always fails is given up in the end.
+_retrying: ContextVar[tuple[tuple[Outgoing, int], ...]] = ContextVar("retrying", default=())
+
+
 def park(engine: Engine, action: Outgoing, error: str, now: datetime) -> int:
-    """A transport could not send `action`: keep it and try again after a pause."""
+    """A transport could not send `action`: keep it and try again after a pause that doubles each time."""
+    tried = next((n for earlier, n in _retrying.get() if replace(earlier, service=action.service) == action), None)
+    attempts = 0 if tried is None else tried + 1
     with session(engine) as db:
-        row = Outbox(service=action.service, payload=to_json(action), next_at=now + FIRST_PAUSE,
-                     error=error[:500], created_at=now)
+        row = Outbox(service=action.service, payload=to_json(action), attempts=attempts,
+                     next_at=now + FIRST_PAUSE * (2**attempts), error=error[:500], created_at=now,
+                     given_up=attempts >= MAX_ATTEMPTS)
         db.add(row)
         db.commit()
+        if row.given_up:
+            log.error("gave up on %s after %s attempts: %s", action.text.key, attempts, error)
         return row.id or 0
 
 
+@contextmanager
+def retrying(taken: list[tuple[int, Outgoing, int]]) -> Iterator[None]:
+    """While delivering actions taken from the outbox, remember how often each was tried."""
+    token = _retrying.set(tuple((action, attempts) for _, action, attempts in taken))
+    try:
+        yield
+    finally:
+        _retrying.reset(token)
+
+
 def claim(engine: Engine, owner: str, now: datetime, *, lease: timedelta = LEASE,
-          limit: int = 200) -> list[tuple[int, Outgoing]]:
+          limit: int = 200) -> list[tuple[int, Outgoing, int]]:
     """Take the actions that are due for `owner` to deliver. Another instance skips them until the lease
-    runs out, so a process killed mid-delivery loses nothing: its rows are taken over."""
+    runs out, so a process killed mid-delivery loses nothing: its rows are taken over. Each comes with the
+    number of times it was tried before."""
     with session(engine) as db:
         query = (
             select(Outbox)
@@ -58,7 +85,7 @@ def claim(engine: Engine, owner: str, now: datetime, *, lease: timedelta = LEASE
         for row in rows:
             row.claimed_by, row.claimed_until = owner, now + lease
             db.add(row)
-        taken = [(row.id or 0, from_json(row.payload)) for row in rows]
+        taken = [(row.id or 0, from_json(row.payload), row.attempts) for row in rows]
         db.commit()
         return taken
 

@@ -182,8 +182,8 @@ def sweep_and_take(engine: Engine, community: Community, now: datetime, owner: s
     """One sweep and everything then due from the outbox, marked sent: for a caller that delivers in-process."""
     sweep(engine, community, now)
     taken = outbox.claim(engine, owner, now)
-    outbox.settle(engine, [row_id for row_id, _ in taken], now)
-    return [action for _, action in taken]
+    outbox.settle(engine, [row_id for row_id, _, _ in taken], now)
+    return [action for _, action, _ in taken]
 
 
 async def deliver_due(engine: Engine, owner: str, now: datetime, deliver: Deliver, *,
@@ -192,9 +192,10 @@ async def deliver_due(engine: Engine, owner: str, now: datetime, deliver: Delive
     taken = outbox.claim(engine, owner, now, lease=lease)
     if not taken:
         return 0
-    ids = [row_id for row_id, _ in taken]
+    ids = [row_id for row_id, _, _ in taken]
     try:
-        await deliver([action for _, action in taken])
+        with outbox.retrying(taken):
+            await deliver([action for _, action, _ in taken])
     except Exception as error:
         outbox.settle(engine, ids, now, error=repr(error))
         raise
