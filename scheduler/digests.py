@@ -26,22 +26,26 @@ OPEN = [state.value for state in OPEN_STATES]
 LISTED = 5  # overdue orders named in a daily digest
 
 
+WINDOW = timedelta(hours=3)  # a digest not sent by then (the bot was down) is skipped, not sent late
+
+
 def queue(db: Session, community: Community, now: datetime) -> list[Outgoing]:
     info = community.config.community
     local = now.astimezone(community.tz)
     out: list[Outgoing] = []
-    if info.daily_digest and local.time() >= parse_clock(info.daily_digest):
+    if info.daily_digest and _in_window(local, parse_clock(info.daily_digest)):
         out += _daily(db, community, now, local.date())
-    if info.weekly_ranking and _weekly_due(info.weekly_ranking, local):
-        year, week, _ = local.isocalendar()
-        out += _weekly(db, community, now, f"{year}-W{week:02d}")
+    if info.weekly_ranking:
+        day, _, at = info.weekly_ranking.strip().lower().partition(" ")
+        if local.weekday() == WEEKDAYS.index(day) and _in_window(local, parse_clock(at)):
+            year, week, _ = local.isocalendar()
+            out += _weekly(db, community, now, f"{year}-W{week:02d}")
     return out
 
 
-def _weekly_due(setting: str, local: datetime) -> bool:
-    day, _, at = setting.strip().lower().partition(" ")
-    wanted = WEEKDAYS.index(day)
-    return local.weekday() > wanted or (local.weekday() == wanted and local.time() >= parse_clock(at))
+def _in_window(local: datetime, at: time) -> bool:
+    start = datetime.combine(local.date(), at, tzinfo=local.tzinfo)
+    return start <= local < start + WINDOW
 
 
 def _claim(db: Session, kind: str, target: str, period: str, now: datetime) -> bool:
@@ -83,17 +87,17 @@ def _daily(db: Session, community: Community, now: datetime, day: date) -> list[
     out = []
     period = day.isoformat()
     for chat in _groups(db, community):
+        if not _claim(db, "daily", f"chat:{chat.id}", period, now):
+            continue  # considered already, here or by another instance
         numbers = _day_numbers(db, community, community.grid(chat.grid_id), day, now)
-        if not any(numbers[k] for k in ("new", "finished", "open")):
-            continue
-        if _claim(db, "daily", f"chat:{chat.id}", period, now):
+        if any(numbers[k] for k in ("new", "finished", "open")):  # an empty digest is not sent
             out.append(Outgoing(Kind.SEND, Text("digest.daily", numbers), lang=chat.lang or community.lang,
                                 service=chat.service, chat_id=chat.external_id))
     for person, tops in _supervisors(db, community):
         grids = [g for top in tops for g in community.grids.values() if _is_child_or_self(g, top)]
         rows = [_day_numbers(db, community, grid, day, now) for grid in grids]
         rows = [row for row in rows if any(row[k] for k in ("new", "finished", "open"))]
-        if rows and _claim(db, "daily", f"person:{person.id}", period, now):
+        if _claim(db, "daily", f"person:{person.id}", period, now) and rows:
             out.append(Outgoing(Kind.DIRECT, Text("digest.daily_all", {"rows": rows}),
                                 lang=person.lang or community.lang, person_id=person.id))
     return out
@@ -110,13 +114,17 @@ def _weekly(db: Session, community: Community, now: datetime, period: str) -> li
 
     out = []
     for chat in _groups(db, community):
+        if not _claim(db, "weekly", f"chat:{chat.id}", period, now):
+            continue
         board = ranking(community.grid(chat.grid_id))
-        if (board["teams"] or board["grids"]) and _claim(db, "weekly", f"chat:{chat.id}", period, now):
+        if board["teams"] or board["grids"]:
             out.append(Outgoing(Kind.SEND, Text("digest.weekly", board), lang=chat.lang or community.lang,
                                 service=chat.service, chat_id=chat.external_id))
     for person, tops in _supervisors(db, community):
+        if not _claim(db, "weekly", f"person:{person.id}", period, now):
+            continue
         boards = [board for board in (ranking(grid) for grid in tops) if board["teams"] or board["grids"]]
-        if boards and _claim(db, "weekly", f"person:{person.id}", period, now):
+        if boards:
             out.extend(Outgoing(Kind.DIRECT, Text("digest.weekly", board), lang=person.lang or community.lang,
                                 person_id=person.id) for board in boards)
     return out
