@@ -10,6 +10,8 @@ import asyncio
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
@@ -32,7 +34,7 @@ SWEEP_EVERY = 0.02  # seconds of real time between sweeps
 class Transcript:
     """Prints the chat as it happens, with the demo clock's time."""
 
-    def __init__(self, console: Console, clock: ManualClock, tz) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, console: Console, clock: ManualClock, tz: ZoneInfo) -> None:
         self.console, self.clock, self.tz = console, clock, tz
 
     def __call__(self, posted: Posted, edited: bool) -> None:
@@ -70,7 +72,7 @@ async def play(db_path: Path, console: Console) -> Linli:
         console.print(RichText(f"        …{note}…", style="italic magenta"))
         await runner.wait_runs(2)
 
-    def say(who: str, text: str = "", **kw) -> list[Posted]:  # type: ignore[no-untyped-def]
+    def say(who: str, text: str = "", **kw: Any) -> list[Posted]:
         return chat.say(who, text, chat=GROUP, **kw)
 
     def card(number: int) -> Posted:

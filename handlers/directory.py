@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col
@@ -112,14 +113,14 @@ class Directory:
 
     # --- the cache itself ---------------------------------------------------------------------
     @staticmethod
-    def _fresh(table: dict, key: tuple[str, str]):  # type: ignore[no-untyped-def]
+    def _fresh(table: dict[tuple[str, str], tuple[float, Any]], key: tuple[str, str]) -> Any:
         entry = table.get(key)
         if entry is not None and time.monotonic() - entry[0] < TTL:
             return entry[1]
         return None
 
     @staticmethod
-    def _store(table: dict, key: tuple[str, str], value: object) -> None:
+    def _store(table: dict[tuple[str, str], tuple[float, Any]], key: tuple[str, str], value: object) -> None:
         if len(table) >= MAX_ENTRIES:
             table.clear()
         table[key] = (time.monotonic(), value)

@@ -17,7 +17,7 @@ from handlers.triage import Triage, triage
 from handlers.triage.normalize import fold, simplified
 from handlers.turn import GridInfo, Turn
 from storage import repo
-from storage.models import Event, Follower, Order, Photo, Prompt
+from storage.models import Event, Follower, Order, Person, Photo, Prompt
 
 # "+1", "我也是", "同上", "我家也停水了": the same problem as an open order, not a new one.
 FOLLOW_WORDS = re.compile(r"^\s*(\+\s*1(?!\d)|＋１|我也是|我也一样|同上|同问|我家也|一样|顶|me too|same here)", re.I)
@@ -97,7 +97,7 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
     return order
 
 
-def _on_duty(turn: Turn, order: Order) -> list:  # type: ignore[type-arg]
+def _on_duty(turn: Turn, order: Order) -> list[Person]:
     """Who hears a red alert at once: the dispatchers and the team that would take it."""
     people = orders.dispatchers_of(turn.db, order)
     team = suggest_team(turn, order, repo.teams_in(turn.db, turn.community.grid_id))

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from handlers.community import CommunityConfig
+from handlers.community import CommunityConfig, PersonConfig, TeamConfig
 from handlers.turn import Community, GridInfo
 from storage import repo
 from storage.models import Chat, Grid, Identity, Memo, Person, RoleGrant, Team, TeamMember
@@ -70,7 +70,7 @@ def _grid(db: Session, code: str, name: str, level: str, parent: Grid | None) ->
     return grid
 
 
-def _person(db: Session, config) -> Person:  # type: ignore[no-untyped-def]
+def _person(db: Session, config: PersonConfig) -> Person:
     ids = {"console": config.console or config.name, "telegram": config.telegram, "matrix": config.matrix}
     person = None
     for service, external in ids.items():
@@ -96,7 +96,7 @@ def _grant(db: Session, person: Person, role: str, grid: Grid) -> None:
         db.add(RoleGrant(person_id=person.id or 0, role=role, grid_id=grid.id or 0))
 
 
-def _team(db: Session, config, grid: Grid, people: dict[str, Person]) -> None:  # type: ignore[no-untyped-def]
+def _team(db: Session, config: TeamConfig, grid: Grid, people: dict[str, Person]) -> None:
     team = db.exec(select(Team).where(Team.code == config.code)).first() or Team(
         code=config.code, name=config.name, kind=config.kind, grid_id=grid.id or 0
     )
