@@ -264,8 +264,9 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
                                         + (f"（建议：{p['suggested']}）" if p.get("suggested") else ""),
         "assign.unknown_target": "找不到“{target}”：请 @ 一位处理人，或写队伍名称。",
         "assign.no_teams": "还没有配置处理队伍，请在 linli.toml 里添加 [[teams]]。",
-        "accept.done": "#{number} {name}已接单，正在处理。",
-        "claim.done": "#{number} 已由{name}认领，请在 {resolve_due} 前办结。",
+        "accept.done": lambda p, lang: f"#{p['number']} {p['name']}已接单，正在处理。 {_mentions(p)}".rstrip(),
+        "claim.done": lambda p, lang: f"#{p['number']} 已由{p['name']}认领，请在 {p['resolve_due']} 前办结。"
+                                       f" {_mentions(p)}".rstrip(),
         "return.pick": "#{number} 退单原因是？",
         "return.done": lambda p, lang: f"#{p['number']} 被{p['name']}退回（{_reason(p, lang)}），"
                                         f"请重新派单。 {_mentions(p)}".rstrip(),
@@ -427,8 +428,10 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
                                         + (f" (suggested: {p['suggested']})" if p.get("suggested") else ""),
         "assign.unknown_target": "I can't find '{target}': @-mention a handler or write a team's name.",
         "assign.no_teams": "No teams are configured yet: add [[teams]] to linli.toml.",
-        "accept.done": "#{number} accepted by {name}, work in progress.",
-        "claim.done": "#{number} claimed by {name}; please finish by {resolve_due}.",
+        "accept.done": lambda p, lang: f"#{p['number']} accepted by {p['name']}, work in progress. "
+                                        f"{_mentions(p)}".rstrip(),
+        "claim.done": lambda p, lang: f"#{p['number']} claimed by {p['name']}; please finish by {p['resolve_due']}. "
+                                       f"{_mentions(p)}".rstrip(),
         "return.pick": "Why are you returning #{number}?",
         "return.done": lambda p, lang: f"#{p['number']} returned by {p['name']} ({_reason(p, lang)}): "
                                         f"please dispatch again. {_mentions(p)}".rstrip(),

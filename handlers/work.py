@@ -14,14 +14,15 @@ def accept(turn: Turn, order: Order) -> None:
     if not orders.attempt(turn, order, Action.ACCEPT):
         return
     orders.update_card(turn, order)
-    orders.tell_chat(turn, order, "accept.done", name=turn.person.name)
+    # the reporter and followers were promised news of progress: this is the first
+    orders.tell_chat(turn, order, "accept.done", notify=orders.interested(turn.db, order), name=turn.person.name)
 
 
 def claim(turn: Turn, order: Order) -> None:
     if not orders.attempt(turn, order, Action.CLAIM):
         return
     orders.update_card(turn, order)
-    orders.tell_chat(turn, order, "claim.done", name=turn.person.name,
+    orders.tell_chat(turn, order, "claim.done", notify=orders.interested(turn.db, order), name=turn.person.name,
                      resolve_due=orders.local(order.resolve_due, turn.community.tz))
 
 

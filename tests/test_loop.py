@@ -180,3 +180,11 @@ def test_language_can_be_chosen(hood: Neighbourhood) -> None:
     hood.expect("I will answer you in English")
     hood.say("王阿姨", "/我的")
     hood.expect("You have no open orders")
+
+
+def test_followers_hear_of_progress(hood: Neighbourhood) -> None:
+    number = hood.report()
+    hood.say("李姐", "+1", reply_to=hood.card(number))
+    hood.say("张书记", f"/派单 #{number} @刘师傅")
+    hood.say("刘师傅", f"/接单 #{number}")
+    hood.expect(f"#{number} 刘师傅已接单", "@王阿姨", "@李姐")
