@@ -608,27 +608,20 @@ class TelegramApiServer:
         return self.user_says(user, chat, "/start" + (f" {payload}" if payload else ""))
 
     def user_blocks_bot(self, user: User) -> None:
-        with self._lock:
-            w = self._world
-            chat = self._private(w, user)
-            chat.blocked = True
-            self._enqueue(
-                w,
-                "my_chat_member",
-                {
-                    "chat": chat.api(),
-                    "from": user.api(),
-                    "date": int(time.time()),
-                    "old_chat_member": {"status": "member", "user": w.bot.api()},
-                    "new_chat_member": {"status": "kicked", "user": w.bot.api(), "until_date": 0},
-                },
-            )
+        self._set_blocked(user, True)
 
     def user_unblocks_bot(self, user: User) -> None:
+        self._set_blocked(user, False)
+
+    def _set_blocked(self, user: User, blocked: bool) -> None:
+        """The user blocks (or unblocks) the bot in their private chat: a my_chat_member update says so."""
+        member: dict[str, Any] = {"status": "member"}
+        kicked: dict[str, Any] = {"status": "kicked", "until_date": 0}
         with self._lock:
             w = self._world
             chat = self._private(w, user)
-            chat.blocked = False
+            chat.blocked = blocked
+            old, new = (member, kicked) if blocked else (kicked, member)
             self._enqueue(
                 w,
                 "my_chat_member",
@@ -636,14 +629,10 @@ class TelegramApiServer:
                     "chat": chat.api(),
                     "from": user.api(),
                     "date": int(time.time()),
-                    "old_chat_member": {"status": "kicked", "user": w.bot.api(), "until_date": 0},
-                    "new_chat_member": {"status": "member", "user": w.bot.api()},
+                    "old_chat_member": {**old, "user": w.bot.api()},
+                    "new_chat_member": {**new, "user": w.bot.api()},
                 },
             )
-
-    # ----------------------------------------------------------------------------------------
-    # simulated people
-    # ----------------------------------------------------------------------------------------
 
     def user_says(
         self,
