@@ -1,6 +1,6 @@
-"""`linli bench`: how fast the parts that matter are, on the storage `LINLI_DATABASE_URL` names.
+"""`linli bench`: how fast the parts that matter are, each measured on a scratch database of its own.
 
-Each benchmark returns a dict of figures; names may be added, never renamed (DESIGN.md).
+Each benchmark returns a dict of figures; names may be added, never renamed (other tools read them).
 """
 
 from __future__ import annotations
@@ -9,25 +9,28 @@ import json
 import os
 import random
 import resource
+import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, make_url
 from sqlalchemy import text as sql
+from sqlalchemy.exc import OperationalError
 
 from bot.render import render
 from bot.settings import load_community
-from bot.wiring import open_storage
+from bot.wiring import open_storage, unreachable
 from handlers import stats
 from handlers.clock import ManualClock
 from handlers.community import CommunityConfig
@@ -299,8 +302,11 @@ def bench_lateness(url: str, reminders: int = 200, every: float = 1.0) -> dict[s
 
     asyncio.run(run())
     engine.dispose()
-    return {"reminders": len(late), "every_s": every, "p50_s": round(statistics.median(late), 3),
-            "p99_s": round(_percentile(late, 0.99), 3), "max_s": round(max(late), 3)}
+    if not late:
+        return {"reminders": 0, "expected": reminders, "every_s": every, "p50_s": None, "p99_s": None, "max_s": None}
+    return {"reminders": len(late), "expected": reminders, "every_s": every,
+            "p50_s": round(statistics.median(late), 3), "p99_s": round(_percentile(late, 0.99), 3),
+            "max_s": round(max(late), 3)}
 
 
 def _repository_tests() -> bool:
@@ -363,51 +369,113 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_benchmarks(url: str | None, *, only: set[str], messages: int = 3000, orders: int = 100_000,
+def run_benchmarks(db: str | None, *, only: set[str], messages: int = 3000, orders: int = 100_000,
                    console: Console | None = None) -> dict[str, Any]:
-    """Run the chosen benchmarks, each on a fresh database (a temporary SQLite file unless `url`)."""
+    """Run the chosen benchmarks, each on a fresh scratch database: a temporary SQLite file, or, with `db`,
+    that (empty) SQLite file or a throw-away schema in that PostgreSQL database. Nothing else is written."""
     results: dict[str, Any] = {}
     plan: dict[str, Callable[[str], dict[str, Any]]] = {
-        "intake": lambda db: bench_intake(db, messages),
-        "triage": lambda db: bench_triage(),
-        "sweep": lambda db: bench_sweep(db, orders),
-        "rates": lambda db: bench_rates(db, orders),
-        "lateness": lambda db: bench_lateness(db),
-        "export": lambda db: bench_export_ledger(db, min(orders, 20_000)),
-        "matrix": lambda db: bench_matrix_transport(db),
-        "telegram": lambda db: bench_telegram_transport(db),
-        "run": lambda db: bench_run_memory(db),
+        "intake": lambda url: bench_intake(url, messages),
+        "triage": lambda url: bench_triage(),
+        "sweep": lambda url: bench_sweep(url, orders),
+        "rates": lambda url: bench_rates(url, orders),
+        "lateness": lambda url: bench_lateness(url),
+        "export": lambda url: bench_export_ledger(url, min(orders, 20_000)),
+        "matrix": lambda url: bench_matrix_transport(url),
+        "telegram": lambda url: bench_telegram_transport(url),
+        "run": lambda url: bench_run_memory(url),
     }
     slow = {"matrix", "telegram", "run"}  # they start servers: only when asked for by name
     unknown = only - set(plan)
     if unknown:
         raise ValueError(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(plan)}")
-    with tempfile.TemporaryDirectory(prefix="linli-bench-") as scratch:
-        for number, (name, run) in enumerate(plan.items()):
-            if (only and name not in only) or (not only and name in slow):
-                continue
-            db_url = url or f"sqlite:///{Path(scratch) / f'{name}-{number}.db'}"
-            if url and url.startswith("postgresql"):
-                _reset_postgres(url)
-            if console:
-                console.print(f"[dim]running {name}…[/]")
-            results[name] = run(db_url)
+    if db is not None:
+        refuse_a_database_in_use(db)
+    for name, run in plan.items():
+        if (only and name not in only) or (not only and name in slow):
+            continue
+        if console:
+            console.print(f"[dim]running {name}…[/]")
+        with scratch_database(db, name) as url:
+            results[name] = run(url)
     results["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if console:
         _print(results, console)
     return results
 
 
-def _reset_postgres(url: str) -> None:
-    """Benchmarks on PostgreSQL start from an empty schema each time."""
-    from sqlalchemy import text
+def refuse_a_database_in_use(db: str) -> None:
+    """`--db` must name a database without orders: a benchmark adds thousands of fake ones."""
+    from sqlalchemy import inspect
 
     from storage.db import make_engine
 
-    engine = make_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    parsed = make_url(db)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
+        return
+    engine = make_engine(db)
+    try:
+        with engine.connect() as connection:
+            table = Order.__tablename__
+            has_orders = inspect(connection).has_table(table) and connection.execute(
+                sql(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None
+    except OperationalError as error:
+        raise ValueError(f"--db: {unreachable(parsed, error)}") from None
+    finally:
+        engine.dispose()
+    if has_orders:
+        raise ValueError(f"--db {parsed.render_as_string(hide_password=True)} holds orders; "
+                         "name an empty database (benchmarks write fake orders)")
+
+
+@contextmanager
+def scratch_database(db: str | None, name: str) -> Iterator[str]:
+    """A fresh database for one benchmark, gone afterwards."""
+    if db is None:
+        with tempfile.TemporaryDirectory(prefix="linli-bench-") as folder:
+            yield f"sqlite:///{Path(folder) / f'{name}.db'}"
+        return
+    parsed = make_url(db)
+    if parsed.get_backend_name() == "sqlite":
+        yield from _sqlite_file(Path(parsed.database or ""), db)
+        return
+    schema = f"linli_bench_{name}_{os.getpid()}"
+    yield from _postgres_schema(db, schema)
+
+
+def _sqlite_file(path: Path, db: str) -> Iterator[str]:
+    """The SQLite file `db` for one benchmark, then as it was before: gone, or its old bytes back."""
+    companions = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    with tempfile.TemporaryDirectory(prefix="linli-bench-keep-") as keep:
+        kept = [(file, Path(keep) / file.name) for file in companions if file.exists()]
+        for file, copy in kept:
+            shutil.copy2(file, copy)
+        try:
+            yield db
+        finally:
+            for file in companions:
+                file.unlink(missing_ok=True)
+            for file, copy in kept:
+                shutil.copy2(copy, file)
+
+
+def _postgres_schema(db: str, schema: str) -> Iterator[str]:
+    """A schema of its own in the PostgreSQL database `db`, dropped afterwards, whatever happens."""
+    from storage.db import make_engine
+
+    admin = make_engine(db)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            connection.execute(sql(f'CREATE SCHEMA "{schema}"'))
+        scoped = make_url(db).update_query_dict({"options": f"-csearch_path={schema}"})
+        try:
+            yield scoped.render_as_string(hide_password=False)
+        finally:
+            with admin.begin() as connection:
+                connection.execute(sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
 
 
 def _print(results: dict[str, Any], console: Console) -> None:

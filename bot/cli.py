@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,22 +20,41 @@ app.add_typer(triage_app, name="triage")
 console = Console()
 
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        print(f"linli {version('linli')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                              help="Print Linli's version and stop.")] = False) -> None:
+    """邻里 Linli — the group-chat work-order bot for neighbourhoods."""
+
+
 def _settings():  # type: ignore[no-untyped-def]
     try:
         return load_settings()
     except SettingsError as error:
-        console.print(f"[red]linli: bad setting {error}[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
+        _bad_setting(error)
 
 
 def _core(**kw):  # type: ignore[no-untyped-def]
-    from bot.wiring import open_core
+    from bot.wiring import no_new_empty_database, open_core
 
+    settings = _settings()
     try:
-        return open_core(_settings(), **kw)
+        with no_new_empty_database(settings.database_url):
+            return open_core(settings, **kw)
     except SettingsError as error:
-        console.print(f"[red]linli: bad setting {error}[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
+        _bad_setting(error)
+
+
+def _bad_setting(error: SettingsError) -> NoReturn:
+    console.print(f"[red]linli: bad setting {error}[/]", soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 @app.command()
@@ -63,13 +82,14 @@ def run(webhook: Annotated[str | None, typer.Option(help="Telegram webhook URL (
         listen: Annotated[str, typer.Option(help="Webhook listen address host:port.")] = "127.0.0.1:8443") -> None:
     """Start every configured transport (Telegram, Matrix) with the scheduler."""
     from bot.service import serve
+    from bot.wiring import no_new_empty_database
 
     settings = _settings()
     try:
-        serve(settings, webhook=webhook, listen=listen)
+        with no_new_empty_database(settings.database_url):
+            serve(settings, webhook=webhook, listen=listen)
     except SettingsError as error:
-        console.print(f"[red]linli: bad setting {error}[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
+        _bad_setting(error)
 
 
 @triage_app.callback(invoke_without_command=True)
@@ -81,17 +101,30 @@ def triage_stream(ctx: typer.Context) -> None:
 
     _use_triage_model(None)
     out = sys.stdout
+    bad = 0
     for number, line in enumerate(sys.stdin, 1):
         if not line.strip():
             continue
-        try:
-            text = json.loads(line).get("text") or ""
-        except (json.JSONDecodeError, AttributeError):
-            print(f"linli triage: line {number} is not a JSON object with \"text\"", file=sys.stderr)
-            out.write(json.dumps({"error": "bad input line", "line": number}) + "\n")
+        text = _text_of(line)
+        if text is None:
+            bad += 1
+            print(f"linli triage: line {number} is not a JSON object with a \"text\" string: {line.strip()[:60]}",
+                  file=sys.stderr)
             continue
-        out.write(json.dumps(triage(str(text)).as_json(), ensure_ascii=False) + "\n")
+        out.write(json.dumps(triage(text).as_json(), ensure_ascii=False) + "\n")
     out.flush()
+    if bad:
+        raise typer.Exit(1)
+
+
+def _text_of(line: str) -> str | None:
+    """The "text" of one JSON line, or None when the line is not an object with a text string."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    text = value.get("text") if isinstance(value, dict) else None
+    return text if isinstance(text, str) else None
 
 
 @app.command()
@@ -100,15 +133,22 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     messages: Annotated[int, typer.Option(help="Messages for the intake benchmark.")] = 3000,
     orders: Annotated[int, typer.Option(help="Open orders for the sweep and rates benchmarks.")] = 100_000,
+    db: Annotated[str | None, typer.Option(help="An empty SQLite file or a PostgreSQL database to measure on "
+                                                "(a scratch schema in it). Default: a temporary SQLite file.")]
+    = None,
 ) -> None:
-    """Measure intake, triage, the sweep and the rates on the storage LINLI_DATABASE_URL names."""
-    import os
-
+    """Measure intake, triage, the sweep and the rates, each on a scratch database (never LINLI_DATABASE_URL's)."""
     from bot.bench import run_benchmarks
+    from bot.settings import Settings
 
-    url = os.environ.get("LINLI_DATABASE_URL")
+    if db is not None:
+        try:
+            Settings._database_url(db)
+        except ValueError as error:
+            console.print(f"[red]linli bench: --db {error}[/]")
+            raise typer.Exit(2) from None
     try:
-        results = run_benchmarks(url, only=set(only or []), messages=messages, orders=orders,
+        results = run_benchmarks(db, only=set(only or []), messages=messages, orders=orders,
                                  console=None if as_json else console)
     except ValueError as error:
         console.print(f"[red]linli bench: {error}[/]")
@@ -139,19 +179,9 @@ def stats(
         rows = [*rates.rates(db, core.community.grid_id, now, since=since, until=until),
                 *(rates.rates(db, core.community.grid_id, now, group=by, since=since, until=until)
                   if by != "community" else [])]
-    table = Table(title=f"三率 · {core.community.config.community.name} · {period}")
-    for column in ("", "新单 new", "未结 open", "超时 overdue", "已办结 done", "评价 ratings",
-                   "响应率", "解决率", "满意率"):
-        table.add_column(column, justify="left" if not column else "right")
+    from bot.terminal import rates_table
 
-    def pct(value: float | None) -> str:
-        return "—" if value is None else f"{value:.1%}"
-
-    for row in rows:
-        table.add_row(row.name, str(row.reported), str(row.open), str(row.overdue), str(row.resolved),
-                      str(row.ratings), pct(row.response_rate), pct(row.resolution_rate),
-                      pct(row.satisfaction_rate))
-    console.print(table)
+    console.print(rates_table(rows, f"三率 · {core.community.config.community.name} · {period}"))
 
 
 from datetime import datetime  # noqa: E402  (typer reads the option types below at run time)
@@ -173,6 +203,13 @@ def export_ledger(
     from storage import repo
     from storage.db import session
 
+    if out.suffix.lower() != ".xlsx":
+        console.print(f"[red]linli export: {out} must end in .xlsx (the ledger is an Excel workbook)[/]",
+                      soft_wrap=True)
+        raise typer.Exit(2)
+    if not out.parent.is_dir():
+        console.print(f"[red]linli export: no folder {out.parent} to write {out.name} in[/]", soft_wrap=True)
+        raise typer.Exit(2)
     core = _core()
     tz = core.community.tz
     since = datetime.combine(from_.date(), time(), tz) if from_ else None

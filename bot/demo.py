@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text as RichText
 
 from bot.console import ConsoleChat, Posted
 from bot.settings import load_community
+from bot.terminal import rates_table
 from bot.wiring import open_storage
 from handlers import stats
 from handlers.clock import ManualClock
@@ -58,10 +58,19 @@ class Transcript:
             self.console.print(" " * 13, RichText(labels, style="green"), soft_wrap=True)
 
 
-async def play(db_path: Path, console: Console) -> Linli:
-    clock = ManualClock(datetime(2026, 11, 23, 0, 0, tzinfo=UTC))  # 08:00 in 阳光社区
+def morning_of(day: date, tz: ZoneInfo) -> datetime:
+    """08:00 on `day` where the community lives: the demo's first message."""
+    return datetime.combine(day, time(8, 0), tz).astimezone(UTC)
+
+
+async def play(db_path: Path, console: Console, day: date | None = None) -> Linli:
+    """The scripted morning, on `day` (today where the community lives, by default), so that what it
+    leaves in the database counts in today's, this week's and this month's figures."""
+    community = load_community(EXAMPLE)
+    tz = ZoneInfo(community.community.timezone)
+    clock = ManualClock(morning_of(day or datetime.now(tz).date(), tz))
     engine = open_storage(f"sqlite:///{db_path}")
-    core = Linli(engine, load_community(EXAMPLE), clock)
+    core = Linli(engine, community, clock)
     transcript = Transcript(console, clock, core.community.tz)
     chat = ConsoleChat(core, on_post=transcript)
     runner = SweepRunner(engine, core.community, clock, chat.deliver, every=SWEEP_EVERY)
@@ -117,32 +126,21 @@ async def play(db_path: Path, console: Console) -> Linli:
     return core
 
 
-def rates_table(core: Linli) -> Table:
+def rates(core: Linli) -> list[stats.Rates]:
     with session(core.engine) as db:
         now = core.clock.now()
-        rows = [*stats.rates(db, core.community.grid_id, now),
+        return [*stats.rates(db, core.community.grid_id, now),
                 *stats.rates(db, core.community.grid_id, now, group="team")]
-    table = Table(title="三率 · the three rates", show_lines=False)
-    for column in ("", "新单", "已办结", "超时", "响应率", "解决率", "满意率"):
-        table.add_column(column, justify="right" if column else "left")
-
-    def pct(value: float | None) -> str:
-        return "—" if value is None else f"{value:.0%}"
-
-    for row in rows:
-        table.add_row(row.name, str(row.reported), str(row.resolved), str(row.overdue),
-                      pct(row.response_rate), pct(row.resolution_rate), pct(row.satisfaction_rate))
-    return table
 
 
-def run_demo(db: Path | None, console: Console | None = None) -> None:
+def run_demo(db: Path | None, console: Console | None = None, day: date | None = None) -> None:
     console = console or Console()
     with tempfile.TemporaryDirectory(prefix="linli-demo-") as scratch:
         path = db or Path(scratch) / "demo.db"
         if db is not None and path.exists():
             path.unlink()
-        core = asyncio.run(play(path, console))
-        console.print(rates_table(core))
+        core = asyncio.run(play(path, console, day))
+        console.print(rates_table(rates(core), "三率 · the three rates"))
         core.engine.dispose()
         if db is not None:
             console.print(f"数据库已保存：{path}  (linli console / linli stats with LINLI_DATABASE_URL=sqlite:///{path})")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handlers.protocol import Text
+from handlers.stats import percent
 
 Entry = str | Callable[[dict[str, Any], str], str]
 
@@ -51,8 +52,6 @@ def name(kind: str, code: Any, lang: str) -> str:
     return NAMES[kind][lang].get(str(code), str(code)) if code is not None else ""
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.0f}%"
 
 
 def _mentions(p: dict[str, Any]) -> str:
@@ -108,21 +107,21 @@ def _stats(p: dict[str, Any], lang: str) -> str:
         return f"{period} {p['grid']}：还没有工单。" if zh else f"{p['grid']}, {period}: no orders yet."
     if zh:
         lines = [f"{period} {p['grid']}：新单 {o['reported']} · 已办结 {o['resolved']} · 超时 {o['overdue']}",
-                 f"响应率 {_percent(o['response_rate'])}  解决率 {_percent(o['resolution_rate'])}  "
-                 f"满意率 {_percent(o['satisfaction_rate'])}"]
+                 f"响应率 {percent(o['response_rate'])}  解决率 {percent(o['resolution_rate'])}  "
+                 f"满意率 {percent(o['satisfaction_rate'])}"]
     else:
         lines = [f"{p['grid']}, {period}: new {o['reported']} · done {o['resolved']} · overdue {o['overdue']}",
-                 f"response {_percent(o['response_rate'])}  resolution {_percent(o['resolution_rate'])}  "
-                 f"satisfaction {_percent(o['satisfaction_rate'])}"]
+                 f"response {percent(o['response_rate'])}  resolution {percent(o['resolution_rate'])}  "
+                 f"satisfaction {percent(o['satisfaction_rate'])}"]
     for team in p.get("teams") or []:
         avg = team.get("avg_resolve_minutes")
         if zh:
             avg_text = f" · 平均办结 {avg:.0f} 分钟" if avg is not None else ""
-            lines.append(f"{team['name']} {team['reported']} 单{avg_text} · 满意 {_percent(team['satisfaction_rate'])}")
+            lines.append(f"{team['name']} {team['reported']} 单{avg_text} · 满意 {percent(team['satisfaction_rate'])}")
         else:
             avg_text = f" · avg {avg:.0f} min to finish" if avg is not None else ""
             lines.append(f"{team['name']} {team['reported']} orders{avg_text} · "
-                         f"satisfied {_percent(team['satisfaction_rate'])}")
+                         f"satisfied {percent(team['satisfaction_rate'])}")
     return "\n".join(lines)
 
 
@@ -179,9 +178,9 @@ def _weekly(p: dict[str, Any], lang: str) -> str:
         lines.append(f"{title}：" if zh else f"{title}:")
         for i, r in enumerate(rows, 1):
             lines.append(f"{i}. {r['name']} {r['reported']}{'单' if zh else ' orders'} · "
-                         f"{'响应' if zh else 'resp.'} {_percent(r['response_rate'])} · "
-                         f"{'解决' if zh else 'resol.'} {_percent(r['resolution_rate'])} · "
-                         f"{'满意' if zh else 'satisf.'} {_percent(r['satisfaction_rate'])}")
+                         f"{'响应' if zh else 'resp.'} {percent(r['response_rate'])} · "
+                         f"{'解决' if zh else 'resol.'} {percent(r['resolution_rate'])} · "
+                         f"{'满意' if zh else 'satisf.'} {percent(r['satisfaction_rate'])}")
     return "\n".join(lines)
 
 

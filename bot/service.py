@@ -29,22 +29,31 @@ class Running(Protocol):
     async def deliver(self, actions: list[Outgoing]) -> None: ...
 
 
-def transports(core: Linli, settings: Settings, *, webhook: str | None, listen: str) -> list[Running]:
-    found: list[Running] = []
-    if settings.telegram_token is not None:
-        from bot.telegram import TelegramTransport
-
-        found.append(TelegramTransport(core, settings, webhook=webhook, listen=listen))
+def configured_services(settings: Settings) -> list[str]:
+    """The chat services the settings give an account on; none, or half an account, is a bad setting."""
+    found = ["telegram"] if settings.telegram_token is not None else []
     if settings.matrix_homeserver:
         if not settings.matrix_user or not (settings.matrix_password or settings.matrix_token):
             raise SettingsError("LINLI_MATRIX_USER and LINLI_MATRIX_PASSWORD (or LINLI_MATRIX_TOKEN) are needed "
                                 "with LINLI_MATRIX_HOMESERVER")
-        from bot.matrix import MatrixTransport
-
-        found.append(MatrixTransport(core, settings))
+        found.append("matrix")
     if not found:
         raise SettingsError("no transport: set LINLI_TELEGRAM_TOKEN, or LINLI_MATRIX_HOMESERVER with "
                             "LINLI_MATRIX_USER and LINLI_MATRIX_PASSWORD (try `linli console` for a local chat)")
+    return found
+
+
+def transports(core: Linli, settings: Settings, *, webhook: str | None, listen: str) -> list[Running]:
+    found: list[Running] = []
+    for service in configured_services(settings):
+        if service == "telegram":
+            from bot.telegram import TelegramTransport
+
+            found.append(TelegramTransport(core, settings, webhook=webhook, listen=listen))
+        else:
+            from bot.matrix import MatrixTransport
+
+            found.append(MatrixTransport(core, settings))
     return found
 
 
@@ -72,6 +81,7 @@ def route(core: Linli, running: list[Running]):  # type: ignore[no-untyped-def]
 
 def serve(settings: Settings, *, webhook: str | None = None, listen: str = "127.0.0.1:8443") -> None:
     configure_logging(settings.log_level)
+    configured_services(settings)  # before any database is opened or created
     core = open_core(settings)
     running = transports(core, settings, webhook=webhook, listen=listen)
     asyncio.run(_serve(core, settings, running))

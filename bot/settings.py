@@ -15,6 +15,9 @@ from sqlalchemy.exc import ArgumentError
 
 from handlers.community import CommunityConfig, zero_config
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_CONFIG = Path("linli.toml")
+
 
 class SettingsError(Exception):
     """A setting that cannot work; the message names it."""
@@ -24,7 +27,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LINLI_", extra="ignore")
 
     database_url: str = "sqlite:///linli.db"
-    config: Path = Path("linli.toml")
+    config: Path = DEFAULT_CONFIG
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"
     matrix_homeserver: str | None = None
@@ -53,6 +56,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is no log level; use one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
     @field_validator("sweep_seconds")
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -66,6 +76,17 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise SettingsError(_one_line(error, prefix="LINLI_")) from None
+
+
+def community_file(settings: Settings) -> Path | None:
+    """The community file to read, or None for zero-config. Only the default path may be missing: a
+    LINLI_CONFIG that names no file is a mistake, and zero-config would open dispatching to strangers."""
+    path = Path(settings.config)
+    if path.is_file():
+        return path
+    if "config" in settings.model_fields_set:
+        raise SettingsError(f"LINLI_CONFIG: no community file at {path}")
+    return None
 
 
 def load_community(path: Path | None) -> CommunityConfig:

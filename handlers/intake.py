@@ -22,8 +22,6 @@ from storage.models import Event, Follower, Order, Person, Photo, Prompt
 # "+1", "我也是", "同上", "我家也停水了": the same problem as an open order, not a new one.
 FOLLOW_WORDS = re.compile(r"^\s*(\+\s*1(?!\d)|＋１|我也是|我也一样|同上|同问|我家也|一样|顶|me too|same here)", re.I)
 FOLLOW_MAX_CHARS = 30
-CONFIDENT = 0.75  # at or above: filed at once; below (but a request): ask the sender first
-UNSURE = 0.55
 DUPLICATE_CANDIDATES = 12  # the most recent open orders like it that are compared
 
 
@@ -45,11 +43,9 @@ def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
             turn.reply("report.empty")
         return None
     verdict = judge(turn, text or "[图片]", explicit=explicit)
-    if not verdict.is_request:
-        return None
-    if not explicit and verdict.confidence < CONFIDENT:
-        if verdict.confidence >= UNSURE:
-            ask_to_file(turn, text)
+    if verdict.action == "ask" and not explicit:
+        ask_to_file(turn, text)
+    if verdict.action != "file" and not explicit:
         return None
     return file_order(turn, text, verdict)
 

@@ -26,6 +26,7 @@ from storage.db import session
 from storage.models import Identity, MessageLink, Order, Person
 
 log = logging.getLogger(__name__)
+_CODE = re.compile(r"[A-Z0-9_\-#.:]+|[a-z]{1,2}")  # grid codes (YG-A-3), ids and "en"/"zh" say nothing of a language
 MAX_TEXT = 64_000  # longer messages are kept up to this many characters
 DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
 
@@ -86,9 +87,16 @@ class Linli:
     def _turn(self, db: Session, incoming: Incoming, now: datetime) -> Turn:
         chat = self.directory.chat(db, incoming)
         person = self.directory.person(db, incoming)
-        text = clean(incoming.text)
-        lang = person.lang or chat.lang or language_of(text, self.community.lang)
+        lang = person.lang or chat.lang or language_of(self._own_words(incoming.text), self.community.lang)
         return Turn(db, now, incoming, self.community, chat, person, lang, self.directory)
+
+    def _own_words(self, text: str) -> str:
+        """What the person wrote in their own words: a command's name does not count (in Telegram every
+        command is Latin, "/help" says nothing of the language its sender reads), its arguments do."""
+        command = parse(text, self.bot_names)
+        if command is None:
+            return clean(text)
+        return " ".join(word for word in command.words if not _CODE.fullmatch(word))
 
     def _route(self, turn: Turn) -> None:
         incoming = turn.incoming
@@ -98,8 +106,6 @@ class Linli:
             return
         command = parse(text, self.bot_names)
         if command is not None:
-            if command.lang == "en" and turn.person.lang is None:
-                turn.lang = "en"
             self._command(turn, command)
             return
         replied = self._replied_order(turn)

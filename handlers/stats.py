@@ -26,6 +26,11 @@ _DONE = ("resolved", "closed")
 _OPEN = ("reported", "assigned", "in_progress", "reopened")
 
 
+def percent(value: float | None) -> str:
+    """A rate as every view shows it (chat, `linli stats`, web, demo): one decimal, or — with nothing to divide."""
+    return "—" if value is None else f"{value:.1%}"
+
+
 @dataclass(frozen=True, slots=True)
 class Rates:
     key: int | None

@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[list[Outgoing]], Awaitable[None]]
 
 
+class _SkippedTicks(logging.Filter):
+    """A sweep still running when the next tick comes is skipped on purpose (max_instances=1): not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_SkippedTicks())
+
+
 class SweepRunner:
     """Runs the sweep every `every` seconds on an asyncio loop; a slow run is never doubled."""
 

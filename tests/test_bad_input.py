@@ -13,6 +13,9 @@ def test_unknown_command(hood: Neighbourhood) -> None:
     hood.say("王阿姨", "/开门")
     hood.expect("不认识的命令 /开门", "/帮助")
     hood.say("Bob", "/frobnicate")
+    hood.expect("不认识的命令 /frobnicate")  # the community's language: Bob never chose English
+    hood.say("Bob", "/lang en")
+    hood.say("Bob", "/frobnicate")
     hood.expect("I don't know /frobnicate")
 
 

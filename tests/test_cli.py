@@ -41,15 +41,14 @@ def test_triage_speaks_json_lines(tmp_path: Path) -> None:
     lines = [{"text": "3栋2单元楼道灯坏了"}, {"text": "收到，谢谢"}, {"text": "厨房一股煤气味，不敢开火"}]
     stdin = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\nnot json\n"
     done = linli("triage", stdin=stdin)
-    assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(results) == 4
-    assert set(results[0]) == {"is_request", "category", "urgency", "matter", "location", "confidence"}
+    assert len(results) == 3
+    assert done.returncode == 1 and "line 4" in done.stderr  # every good line judged, the bad one named
+    assert set(results[0]) == {"is_request", "category", "urgency", "matter", "location", "confidence", "action"}
     assert set(results[0]["location"]) == {"building", "unit", "room"}
     assert results[0]["is_request"] and results[0]["location"]["building"] == "3"
     assert results[1]["is_request"] is False and results[1]["category"] is None
     assert results[2]["urgency"] == "red" and results[2]["category"] == "safety"
-    assert "error" in results[3]
 
 
 def test_bench_prints_one_json_object() -> None:

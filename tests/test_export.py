@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from datetime import datetime, time, timedelta
@@ -24,6 +23,7 @@ from handlers.router import Linli
 from storage import repo
 from storage.db import session
 from storage.models import Event, Order
+from tests.environment import without_linli_settings
 from tests.test_web import RESIDENTS, World, busy_neighbourhood, config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,10 +121,9 @@ def test_cli_export_of_a_period_and_a_grid(world: World, core: Linli, tmp_path: 
     first = world.start.astimezone(tz).date() + timedelta(days=3)
     last = first + timedelta(days=5)
     out = tmp_path / "3栋.xlsx"
-    env = {**os.environ, "LINLI_DATABASE_URL": world.url, "COLUMNS": "200",
-           "LINLI_CONFIG": str(tmp_path / "no-such.toml")}
+    env = {**without_linli_settings(), "LINLI_DATABASE_URL": world.url, "COLUMNS": "200"}
     done = subprocess.run([sys.executable, "-m", "bot.cli", "export", "--from", str(first), "--to", str(last),
-                           "--grid", "YG-A-3", str(out)], env=env, cwd=ROOT, capture_output=True, text=True)
+                           "--grid", "YG-A-3", str(out)], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "已导出" in done.stdout
     since = datetime.combine(first, time(), tz)

@@ -43,15 +43,28 @@ def test_the_card_is_edited_in_place_as_the_order_moves(hood: Neighbourhood) -> 
     assert [label for label, _ in card.buttons] == ["办结", "退单"]
 
 
-def test_english_commands_get_english_answers(hood: Neighbourhood) -> None:
+def test_english_words_get_english_answers(hood: Neighbourhood) -> None:
     hood.say("Mr. Smith", "/report The lift in block 5 is stuck again")
-    hood.expect("#1")
+    hood.expect("已登记", "#1")  # the card is the group's: in the group's language
+    hood.say("Mr. Smith", "/rate #1 5 great")
+    hood.expect("isn't finished yet")  # "great" is English: so is the answer
     hood.say("Mr. Smith", "/status #1")
-    hood.expect("#1")
+    hood.expect("#1", "状态")  # nothing he wrote is English: the community's language
+    hood.say("Mr. Smith", "/lang en")
     hood.say("Mr. Smith", "/help")
     hood.expect("Linli · how to use")
     hood.say("Mr. Smith", "/rate #1 5")
     hood.expect("isn't finished yet")
+
+
+def test_a_latin_command_name_says_nothing_of_the_language(hood: Neighbourhood) -> None:
+    """In Telegram every command is Latin: a Chinese resident's /help is answered in Chinese."""
+    hood.say("王阿姨", "/help")
+    hood.expect("邻里助手 · 用法")
+    hood.say("王阿姨", "/foo")
+    hood.expect("不认识的命令 /foo")
+    hood.say("张书记", "/bind YG-A-3", chat="新建的3栋群")
+    hood.expect("本群已绑定到")
 
 
 def test_full_width_commands_work(hood: Neighbourhood) -> None:
@@ -160,7 +173,7 @@ def test_queries_status_mine_open_and_stats(hood: Neighbourhood) -> None:
     hood.resolved(number)
     hood.press("王阿姨", "★4")
     hood.say("张书记", "/统计 本周")
-    hood.expect("本周", "新单 1", "响应率 100%", "解决率 100%", "满意率 100%", "物业维修组 1 单")
+    hood.expect("本周", "新单 1", "响应率 100.0%", "解决率 100.0%", "满意率 100.0%", "物业维修组 1 单")
 
 
 def test_binding_a_new_chat_to_a_grid(hood: Neighbourhood) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import secrets
 import signal
 import struct
@@ -41,6 +40,7 @@ from scheduler.sweep import deliver_due
 from storage.db import make_engine, session
 from storage.migrate import upgrade
 from storage.models import Identity, Order, Outbox, Photo
+from tests.environment import without_linli_settings
 from tests.servers.synapse import SynapseServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "linli.example.toml"
@@ -604,13 +604,14 @@ async def test_linli_run_serves_matrix_rooms(synapse_server: SynapseServer, tmp_
     """`linli run` with only LINLI_MATRIX_* set: zero-config, a room's creator dispatches, SIGTERM stops it."""
     async with town(synapse_server, tmp_path) as t:
         wang = await t.person("王阿姨")
-        env = {**os.environ, "LINLI_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
-               "LINLI_CONFIG": str(tmp_path / "absent.toml"), "LINLI_MATRIX_HOMESERVER": synapse_server.url,
+        env = {**without_linli_settings(), "LINLI_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
+               "LINLI_MATRIX_HOMESERVER": synapse_server.url,
                "LINLI_MATRIX_USER": t.bot_name, "LINLI_MATRIX_PASSWORD": t.bot_password, "LINLI_SWEEP_SECONDS": "1"}
         env.pop("LINLI_TELEGRAM_TOKEN", None)
         linli = Path(sys.executable).with_name("linli")
         with (tmp_path / "run.log").open("wb") as log:
-            process = subprocess.Popen([str(linli), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen([str(linli), "run"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       cwd=tmp_path)
         try:
             created = await wang.client.room_create(name="阳光小区业主群", invite=[t.bot_id])
             assert isinstance(created, RoomCreateResponse)

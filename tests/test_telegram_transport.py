@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -32,7 +31,6 @@ from bot.telegram import LoginFailed, TelegramTransport
 from handlers import outbox
 from handlers.clock import SystemClock
 from handlers.community import CommunityConfig
-from handlers.intake import CONFIDENT, UNSURE
 from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.router import Linli
 from handlers.triage import triage
@@ -41,6 +39,7 @@ from storage import repo
 from storage.db import make_engine, session
 from storage.migrate import upgrade
 from storage.models import Event, Order, Outbox, Photo
+from tests.environment import without_linli_settings
 from tests.servers.telegram_api import BotMessage, Chat, TelegramApiServer, User
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "linli.example.toml"
@@ -301,7 +300,7 @@ async def test_unsure_reports_ask_first_and_only_the_sender_answers(tg: Telegram
     candidates = ("楼下那辆车停了好久了", "家里网络不太好", "路灯有一盏闪", "楼下好像有点味道", "楼上好像漏水了",
                   "水压好像有点小", "门口那个灯是不是不太亮")
     verdicts = {text: triage(text, landmarks=config.landmarks, buildings={"3", "5", "7"}) for text in candidates}
-    unsure = [t for t, v in verdicts.items() if v.is_request and UNSURE <= v.confidence < CONFIDENT]
+    unsure = [t for t, v in verdicts.items() if v.action == "ask"]
     if not unsure:
         pytest.skip("the classifier is sure of every candidate message")
     async with town(tg, tmp_path) as t:
@@ -656,14 +655,15 @@ async def test_an_unreachable_bot_api_does_not_block_start(tg: TelegramApiServer
 async def test_linli_run_serves_a_group(tg: TelegramApiServer, tmp_path: Path) -> None:
     """`linli run` with only a token: zero-config, the group's admin dispatches, SIGTERM stops it cleanly."""
     wang, resident = tg.create_user("王书记"), tg.create_user("赵大爷")
-    env = {**os.environ, "LINLI_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
-           "LINLI_CONFIG": str(tmp_path / "absent.toml"), "LINLI_TELEGRAM_TOKEN": tg.token,
+    env = {**without_linli_settings(), "LINLI_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
+           "LINLI_TELEGRAM_TOKEN": tg.token,
            "LINLI_TELEGRAM_API_URL": tg.base_url, "LINLI_SWEEP_SECONDS": "1"}
     for name in ("LINLI_MATRIX_HOMESERVER", "LINLI_MATRIX_USER"):
         env.pop(name, None)
     linli = Path(sys.executable).with_name("linli")
     with (tmp_path / "run.log").open("wb") as log:
-        process = subprocess.Popen([str(linli), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([str(linli), "run"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=tmp_path)
     try:
         await tg.wait_for_call("getUpdates", timeout=30)
         group = tg.create_group("幸福小区业主群", members=[resident], admins=[wang], bot_admin=True)

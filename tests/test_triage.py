@@ -21,7 +21,7 @@ from handlers.triage.model import ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "triage"
-KEYS = {"is_request", "category", "urgency", "matter", "location", "confidence"}
+KEYS = {"is_request", "category", "urgency", "matter", "location", "confidence", "action"}
 
 
 def linli(*args: str, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess[str]:
@@ -45,11 +45,9 @@ def test_linli_triage_writes_one_json_line_per_input_in_order() -> None:
     stdin = "".join((json.dumps(line, ensure_ascii=False) if isinstance(line, dict) else line) + "\n"
                     for line in lines)
     done = linli("triage", stdin=stdin)
-    assert done.returncode == 0, done.stderr
-    out = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(out) == len(lines)
-    assert "error" in out[2] and out[2]["line"] == 3, "a bad line gets an error line, not a crash"
-    verdicts = [row for i, row in enumerate(out) if i != 2]
+    assert done.returncode == 1 and "line 3" in done.stderr, "a bad line is named, then the exit says so"
+    verdicts = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(verdicts) == len(lines) - 1, "every good line is still judged"
     for row in verdicts:
         assert set(row) == KEYS
         assert set(row["location"]) == {"building", "unit", "room"}
@@ -59,7 +57,8 @@ def test_linli_triage_writes_one_json_line_per_input_in_order() -> None:
         (True, "facilities", {"building": "3", "unit": "2", "room": None})
     assert lamp["matter"] in ("minor", "major", "private") and lamp["urgency"] in ("red", "yellow", "blue")
     assert thanks == {"is_request": False, "category": None, "urgency": None, "matter": None,
-                      "location": {"building": None, "unit": None, "room": None}, "confidence": thanks["confidence"]}
+                      "location": {"building": None, "unit": None, "room": None}, "confidence": thanks["confidence"],
+                      "action": "ignore"}
     assert (lift["is_request"], lift["category"], lift["urgency"], lift["location"]["building"]) == \
         (True, "facilities", "red", "5"), "traditional Chinese reads as simplified"
     assert (english["is_request"], english["category"], english["location"]["building"]) == (True, "facilities", "3")

@@ -34,6 +34,7 @@ from scheduler.sweep import sweep_and_take
 from storage import repo
 from storage.db import session
 from storage.models import Grid, Order, WebToken
+from tests.environment import without_linli_settings
 from tests.neighbourhood import EXAMPLE, quiet_days
 
 GROUP = "阳光小区业主群"
@@ -350,15 +351,14 @@ def test_login_tokens_stay_out_of_the_access_log() -> None:
 
 
 def test_linli_web_token_prints_a_working_login_link(site: Site, world: World, tmp_path: Path) -> None:
-    import os
     import subprocess
     import sys
 
-    env = {**os.environ, "LINLI_DATABASE_URL": world.url, "LINLI_CONFIG": str(tmp_path / "no-such.toml")}
+    env = {**without_linli_settings(), "LINLI_DATABASE_URL": world.url}
 
     def linli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "bot.cli", "web", "token", *args], env=env, text=True,
-                              capture_output=True, cwd=Path(__file__).resolve().parents[1])
+                              capture_output=True, cwd=tmp_path)
 
     issued = linli(BUILDING_HEAD, "--url", "http://10.0.0.5:8080/")
     assert issued.returncode == 0, issued.stderr

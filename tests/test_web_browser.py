@@ -6,7 +6,6 @@ browser.py). Screenshots are kept in test-artifacts/.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from handlers.router import Linli
 from storage import repo
 from storage.db import session
 from storage.models import Grid, Order
+from tests.environment import without_linli_settings
 from tests.test_web import BUILDING_HEAD, World, busy_neighbourhood, config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,13 +81,12 @@ def live(world: World) -> Iterator[LiveSite]:
 
 def linli_stats(world: World, by: str) -> dict[str, tuple[str, str, str]]:
     """`linli stats --period all --by BY` as a person runs it: name → (响应率, 解决率, 满意率)."""
-    env = {**os.environ, "LINLI_DATABASE_URL": world.url, "COLUMNS": "200", "NO_COLOR": "1",
-           "LINLI_CONFIG": str(world.path.parent / "no-such.toml")}
+    env = {**without_linli_settings(), "LINLI_DATABASE_URL": world.url, "COLUMNS": "200", "NO_COLOR": "1"}
     shown = subprocess.run([sys.executable, "-m", "bot.cli", "stats", "--period", "all", "--by", by], env=env,
-                           capture_output=True, text=True, check=True, cwd=ROOT).stdout
+                           capture_output=True, text=True, check=True, cwd=world.path.parent).stdout
     rows = {}
     for line in shown.splitlines():
-        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        cells = line.split()
         if len(cells) == 9 and re.fullmatch(r"\d+", cells[1]):
             rows[cells[0]] = (cells[6], cells[7], cells[8])
     return rows

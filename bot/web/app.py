@@ -83,7 +83,7 @@ def create_app(engine: Engine, community: Community, clock: Clock, *, public: bo
                               "Send `Authorization: Bearer TOKEN` with a token from `linli web token NAME`.")
     app.state.engine, app.state.community, app.state.clock, app.state.public = engine, community, clock, public
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters["pct"] = dashboard.percent
+    templates.env.filters["pct"] = stats.percent
     templates.env.filters["local"] = lambda moment, fmt="%Y-%m-%d %H:%M": dashboard.local(moment, community.tz, fmt)
     templates.env.globals["name"] = lambda kind, code: name(kind, code, "zh")
     templates.env.globals["community_name"] = community.config.community.name

@@ -27,9 +27,6 @@ METRICS = {"response_rate": "响应率", "resolution_rate": "解决率", "satisf
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 
 
-def percent(value: float | None) -> str:
-    """As `linli stats` prints a rate: one decimal, or — when there is nothing to divide."""
-    return "—" if value is None else f"{value:.1%}"
 
 
 def local(moment: datetime | None, tz: tzinfo, fmt: str = "%Y-%m-%d %H:%M") -> str:

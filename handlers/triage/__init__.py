@@ -18,6 +18,7 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from handlers.triage.features import caption, readable, shape
 from handlers.triage.location import Location, parse_location
@@ -35,8 +36,10 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model.npz"
 REQUEST_AT = 0.6  # probability of being a request from which a message is one (cross-validated)
 PLACE_FROM = 0.2  # below this a message is plainly chatter, and the place it names is no work order's
 RED_LIFT = 0.15  # a red cue makes a request of a message the model was not quite sure about
+FILE_AT = 0.75  # a request this sure is filed at once; a less sure one is asked about (要登记为工单吗？)
 RULED_OUT = 0.98  # confidence that a bare "+1", a bare photo or a staff notice is no request
 log = logging.getLogger(__name__)
+Action = Literal["file", "ask", "ignore"]
 
 __all__ = ["CATEGORIES", "MATTERS", "URGENCIES", "Location", "ModelError", "Triage", "triage", "use_model"]
 
@@ -49,6 +52,7 @@ class Triage:
     matter: str | None
     location: Location
     confidence: float
+    action: Action = "ignore"  # what the chat does with the message: file it, ask the sender, or say nothing
 
     def as_json(self) -> dict:
         return {
@@ -58,6 +62,7 @@ class Triage:
             "matter": self.matter,
             "location": self.location.as_dict(),
             "confidence": round(self.confidence, 3),
+            "action": self.action,
         }
 
 
@@ -122,4 +127,6 @@ def triage(
     urgency = "red" if red else model.label(raw, "urgency")
     matter = model.label(raw, "matter")
     location = parse_location(place_text, landmarks=landmarks, buildings=buildings)
-    return Triage(True, category, urgency, matter, location, 1.0 if explicit else chance)
+    confidence = 1.0 if explicit else chance
+    return Triage(True, category, urgency, matter, location, confidence,
+                  "file" if confidence >= FILE_AT or red else "ask")
