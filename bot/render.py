@@ -54,6 +54,18 @@ def name(kind: str, code: Any, lang: str) -> str:
 
 
 
+def _time_span(minutes: int, lang: str) -> str:
+    """120 minutes and more as hours, two days and more as days: "2880 分钟" reads as a riddle."""
+    if minutes >= 48 * 60:
+        amount, zh, en = round(minutes / 1440, 1), "天", "days"
+    elif minutes >= 120:
+        amount, zh, en = round(minutes / 60, 1), "小时", "hours"
+    else:
+        return f"{minutes} 分钟" if lang == "zh" else f"{minutes} minutes"
+    shown = f"{amount:g}"
+    return f"{shown} {zh}" if lang == "zh" else f"{shown} {en}"
+
+
 def _mentions(p: dict[str, Any]) -> str:
     return " ".join(f"@{n}" for n in p.get("names") or [])
 
@@ -352,6 +364,10 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "digest.daily": _daily,
         "digest.daily_all": _daily_all,
         "digest.weekly": _weekly,
+        "calendar.running_out": "📅 节假日日历只到 {until}：{next_year} 年的节假日和调休上班日还不知道，"
+                                "之后按周一到周五计算工作日。国务院办公厅公布安排后，"
+                                "请在 linli.toml 的 [calendar] 中写入，例如 "
+                                "holidays = [{next_year}-01-01] 和 workdays = [...]，或升级 chinesecalendar。",
         "arrive.done": "#{number} {name}已到场。",
         "plan.done": lambda p, lang: f"#{p['number']} 处理方案：{p['plan']} {_mentions(p)}".rstrip(),
         "wait.done": lambda p, lang: f"#{p['number']} 等待居民：{p['reason']}。时限暂停，"
@@ -375,10 +391,10 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "usage.wait": "用法：/等待 #12 原因",
         "usage.resume": "用法：/继续 #12",
         "remind.before": lambda p, lang: f"{_mentions(p)} #{p['number']} 距{_milestone(p, lang)}时限还有 "
-                                          f"{p['minutes']} 分钟。".lstrip(),
+                                          f"{_time_span(p['minutes'], lang)}。".lstrip(),
         "remind.due": lambda p, lang: f"{_mentions(p)} #{p['number']} 已到{_milestone(p, lang)}时限，"
                                        f"请尽快处理。".lstrip(),
-        "remind.overdue": lambda p, lang: f"⚠ #{p['number']} 已超过{_milestone(p, lang)}时限 {p['minutes']} 分钟，"
+        "remind.overdue": lambda p, lang: f"⚠ #{p['number']} 已超过{_milestone(p, lang)}时限 {_time_span(p['minutes'], lang)}，"
                                            f"请跟进。 {_mentions(p)}".rstrip(),
     },
     "en": {
@@ -518,6 +534,11 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "digest.daily": _daily,
         "digest.daily_all": _daily_all,
         "digest.weekly": _weekly,
+        "calendar.running_out": "📅 The holiday calendar ends on {until}: {next_year}'s public holidays and "
+                                "调休 working days are not known yet, so working days will then be counted "
+                                "Monday to Friday. Once the State Council publishes them, add them to linli.toml "
+                                "under [calendar], e.g. holidays = [{next_year}-01-01] and workdays = [...], or "
+                                "upgrade chinesecalendar.",
         "arrive.done": "#{number}: {name} is on the scene.",
         "plan.done": lambda p, lang: f"#{p['number']} plan: {p['plan']} {_mentions(p)}".rstrip(),
         "wait.done": lambda p, lang: f"#{p['number']} is waiting on the resident: {p['reason']}. The clock is "
@@ -540,11 +561,11 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "usage.plan": "Usage: /plan #12 text",
         "usage.wait": "Usage: /wait #12 reason",
         "usage.resume": "Usage: /resume #12",
-        "remind.before": lambda p, lang: f"{_mentions(p)} #{p['number']}: {p['minutes']} minutes left to "
+        "remind.before": lambda p, lang: f"{_mentions(p)} #{p['number']}: {_time_span(p['minutes'], lang)} left to "
                                           f"{_milestone(p, lang)}.".lstrip(),
         "remind.due": lambda p, lang: f"{_mentions(p)} #{p['number']}: the {_milestone(p, lang)} deadline "
                                        "is now.".lstrip(),
-        "remind.overdue": lambda p, lang: f"⚠ #{p['number']} is {p['minutes']} minutes past its "
+        "remind.overdue": lambda p, lang: f"⚠ #{p['number']} is {_time_span(p['minutes'], lang)} past its "
                                            f"{_milestone(p, lang)} deadline: please follow up. "
                                            f"{_mentions(p)}".rstrip(),
     },

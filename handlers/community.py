@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from handlers.workdays import add_working_days, parse_clock
+from handlers.workdays import WorkCalendar, parse_clock
 
 Level = Literal["street", "community", "estate", "building"]
 TeamKind = Literal["grid_workers", "property", "department", "volunteers"]
@@ -33,9 +33,9 @@ class Span:
     amount: float
     unit: str  # "m", "h" or "d"
 
-    def after(self, start: datetime, tz: ZoneInfo) -> datetime:
+    def after(self, start: datetime, calendar: WorkCalendar) -> datetime:
         if self.unit == "d":
-            return add_working_days(start, self.amount, tz)
+            return calendar.add_working_days(start, self.amount)
         return start + self.clock_time()
 
     def clock_time(self) -> timedelta:
@@ -212,6 +212,24 @@ class SlaPolicy(Strict):
         return SlaRule()
 
 
+class CalendarConfig(Strict):
+    """Days the official holiday calendar does not know yet (next year's, before the package has them),
+    or gets wrong for this place: public holidays, and 调休 weekends that are working days."""
+
+    holidays: list[date] = Field(default_factory=list)
+    workdays: list[date] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _apart(self) -> CalendarConfig:
+        both = sorted(set(self.holidays) & set(self.workdays))
+        if both:
+            raise ValueError(f"{both[0]} is listed both as a holiday and as a working day")
+        return self
+
+    def work_calendar(self, tz: ZoneInfo) -> WorkCalendar:
+        return WorkCalendar(tz, frozenset(self.holidays), frozenset(self.workdays))
+
+
 class CommunityConfig(Strict):
     community: CommunityInfo = CommunityInfo()
     grids: list[GridConfig] = Field(default_factory=list)
@@ -219,6 +237,7 @@ class CommunityConfig(Strict):
     teams: list[TeamConfig] = Field(default_factory=list)
     people: list[PersonConfig] = Field(default_factory=list)
     sla: SlaPolicy = SlaPolicy()
+    calendar: CalendarConfig = CalendarConfig()
     landmarks: list[str] = Field(default_factory=list)  # 北门, 地下车库, 垃圾站 …
     duplicate_window: str = "24h"  # a report like an open order from within this window may be the same
     follow_up_visit: str | None = "1d"  # 回访: ask the reporter this long after closing whether it holds

@@ -8,11 +8,11 @@ dispatchers hear when it is overdue, and past a further limit the order is escal
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
 from handlers.community import SlaPolicy, parse_duration
+from handlers.workdays import WorkCalendar
 from storage import repo
 from storage.models import Order, Reminder
 
@@ -25,7 +25,7 @@ MIN_GRACE = timedelta(minutes=1)
 NUDGE_FROM = timedelta(minutes=20)  # shorter spans get no early nudges: they would only be noise
 
 
-def start(db: Session, order: Order, policy: SlaPolicy, now: datetime, tz: ZoneInfo, *,
+def start(db: Session, order: Order, policy: SlaPolicy, now: datetime, calendar: WorkCalendar, *,
           responded: bool = False, keep_resolution: bool = False) -> None:
     """Start the clocks at dispatch: set each milestone's deadline and write its reminders."""
     stop(db, order)
@@ -36,7 +36,7 @@ def start(db: Session, order: Order, policy: SlaPolicy, now: datetime, tz: ZoneI
     for milestone, span in policy.rule(order.urgency, order.matter).spans().items():
         if milestone == "response" and responded:
             continue
-        due = kept if milestone == "resolution" and kept else span.after(now, tz)
+        due = kept if milestone == "resolution" and kept else span.after(now, calendar)
         setattr(order, DUE_FIELD[milestone], due)
         ladder(db, order, policy, milestone, now, due)
 
@@ -56,23 +56,23 @@ def ladder(db: Session, order: Order, policy: SlaPolicy, milestone: str, start: 
         db.add(Reminder(order_id=order.id, milestone=milestone, step=step, due_at=at))
 
 
-def report_back_clock(db: Session, order: Order, policy: SlaPolicy, now: datetime, tz: ZoneInfo) -> None:
+def report_back_clock(db: Session, order: Order, policy: SlaPolicy, now: datetime, calendar: WorkCalendar) -> None:
     """After a whistle the level above must report in (报到) in time, or it climbs again."""
     assert order.id is not None
     repo.void_reminders(db, order.id, ["report_back"])
-    due = parse_duration(policy.report_back).after(now, tz)
+    due = parse_duration(policy.report_back).after(now, calendar)
     order.report_back_due = due
     db.add(Reminder(order_id=order.id, milestone="report_back", step="due", due_at=due))
     db.add(Reminder(order_id=order.id, milestone="report_back", step="escalate",
                     due_at=due + max(MIN_GRACE, (due - now) * 0.5)))
 
 
-def visit(db: Session, order: Order, after: str | None, now: datetime, tz: ZoneInfo) -> None:
+def visit(db: Session, order: Order, after: str | None, now: datetime, calendar: WorkCalendar) -> None:
     """回访: some time after an order is closed its reporter is asked whether the fix held."""
     assert order.id is not None
     if after is not None:
         db.add(Reminder(order_id=order.id, milestone="visit", step="visit",
-                        due_at=parse_duration(after).after(now, tz)))
+                        due_at=parse_duration(after).after(now, calendar)))
 
 
 def met(db: Session, order: Order, milestone: str) -> None:

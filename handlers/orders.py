@@ -84,13 +84,13 @@ def attempt(turn: Turn, order: Order, action: Action, **params: Any) -> bool:
 def _follow_deadlines(db: Session, community: Community, now: datetime, order: Order, change: Change,
                       left_to_resolve: timedelta | None) -> None:
     """Start, meet, pause and stop the clocks as the order moves."""
-    policy, tz = community.config.sla, community.tz
+    policy, calendar = community.config.sla, community.calendar
     reopened = change.from_state is State.REOPENED
     match change.action:
         case Action.ASSIGN:
-            deadlines.start(db, order, policy, now, tz, keep_resolution=reopened)
+            deadlines.start(db, order, policy, now, calendar, keep_resolution=reopened)
         case Action.CLAIM:
-            deadlines.start(db, order, policy, now, tz, responded=True, keep_resolution=reopened)
+            deadlines.start(db, order, policy, now, calendar, responded=True, keep_resolution=reopened)
         case Action.ACCEPT:
             deadlines.met(db, order, "response")
         case Action.ARRIVE:
@@ -102,7 +102,7 @@ def _follow_deadlines(db: Session, community: Community, now: datetime, order: O
         case Action.RESUME:
             deadlines.resume(db, order, policy, now)
         case Action.ESCALATE:
-            deadlines.report_back_clock(db, order, policy, now, tz)
+            deadlines.report_back_clock(db, order, policy, now, calendar)
         case Action.REPORT_BACK:
             deadlines.met(db, order, "report_back")
         case Action.RETURN if change.to_state is State.REPORTED:
@@ -113,7 +113,7 @@ def _follow_deadlines(db: Session, community: Community, now: datetime, order: O
             order.resolve_due = now + left_to_resolve if left_to_resolve is not None else None
         case Action.RATE if change.from_state is State.RESOLVED:
             deadlines.stop(db, order)
-            deadlines.visit(db, order, community.config.follow_up_visit, now, tz)
+            deadlines.visit(db, order, community.config.follow_up_visit, now, calendar)
         case Action.DONE | Action.MERGE | Action.CANCEL | Action.RATE:
             deadlines.stop(db, order)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
@@ -12,6 +13,7 @@ from handlers.community import CommunityConfig
 from handlers.directory import ChatInfo, Directory, PersonInfo
 from handlers.lifecycle import Actor, Capacity
 from handlers.protocol import Button, Incoming, Kind, Mention, Outgoing, Text
+from handlers.workdays import WorkCalendar
 from storage import repo
 from storage.models import Person
 
@@ -47,6 +49,10 @@ class Community:
     @property
     def lang(self) -> str:
         return self.config.community.lang
+
+    @cached_property
+    def calendar(self) -> WorkCalendar:
+        return self.config.calendar.work_calendar(self.tz)
 
 
 @dataclass

@@ -26,6 +26,7 @@ OPEN = [state.value for state in OPEN_STATES]
 LISTED = 5  # overdue orders named in a daily digest
 
 
+OFFICE_HOURS = (time(9), time(18))  # when a supervisor is told the holiday calendar runs out
 WINDOW = timedelta(hours=3)  # a digest not sent by then (the bot was down) is skipped, not sent late
 
 
@@ -40,6 +41,20 @@ def queue(db: Session, community: Community, now: datetime) -> list[Outgoing]:
         if local.weekday() == WEEKDAYS.index(day) and _in_window(local, parse_clock(at)):
             year, week, _ = local.isocalendar()
             out += _weekly(db, community, now, f"{year}-W{week:02d}")
+    if community.calendar.runs_out_soon(now) and OFFICE_HOURS[0] <= local.time() < OFFICE_HOURS[1]:
+        out += _calendar_warning(db, community, now)
+    return out
+
+
+def _calendar_warning(db: Session, community: Community, now: datetime) -> list[Outgoing]:
+    """Once per supervisor and calendar end: the holidays after it are not known yet, and how to add them."""
+    until = community.calendar.known_until()
+    out = []
+    for person, _ in _supervisors(db, community):
+        if _claim(db, "calendar", f"person:{person.id}", until.isoformat(), now):
+            out.append(Outgoing(Kind.DIRECT, Text("calendar.running_out", {"until": until.isoformat(),
+                                                                            "next_year": until.year + 1}),
+                                lang=person.lang or community.lang, person_id=person.id))
     return out
 
 

@@ -279,9 +279,9 @@ class Digest(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("kind", "target", "period"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=16)  # daily, weekly
+    kind: str = Field(max_length=16)  # daily, weekly, calendar (the holiday calendar runs out)
     target: str = Field(max_length=255)  # "chat:12" or "person:5"
-    period: str = Field(max_length=16)  # 2026-11-23 or 2026-W48
+    period: str = Field(max_length=16)  # 2026-11-23 or 2026-W48; calendar: its last known day
     at: datetime
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import Session, select
@@ -94,3 +94,20 @@ class Neighbourhood:
 
 
 ONE_MINUTE = timedelta(minutes=1)
+SHANGHAI = timedelta(hours=8)
+
+
+def local(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    """A Beijing time, as the aware UTC the clock keeps."""
+    return datetime(year, month, day, hour, minute, tzinfo=UTC) - SHANGHAI
+
+
+def hood_with(tmp_path: Path, start: datetime | None = None, config: CommunityConfig | None = None,
+              **community: object) -> Neighbourhood:
+    """The example neighbourhood (quiet days) with its clock at `start` and `community` settings changed."""
+    config = config or quiet_days(load_community(EXAMPLE))
+    config = config.model_copy(update={"community": config.community.model_copy(update=community)})
+    hood = Neighbourhood(f"sqlite:///{tmp_path / 'sla.db'}", config)
+    if start is not None:
+        hood.clock = hood.core.clock = ManualClock(start)
+    return hood

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from sqlmodel import select
 
@@ -11,25 +11,7 @@ from handlers.protocol import Outgoing
 from scheduler.runner import SweepRunner
 from scheduler.sweep import sweep
 from storage.models import Digest, Reminder
-from tests.neighbourhood import EXAMPLE, Neighbourhood, quiet_days
-
-SHANGHAI = timedelta(hours=8)
-
-
-def local(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
-    """A Beijing time, as the aware UTC the clock keeps."""
-    return datetime(year, month, day, hour, minute, tzinfo=UTC) - SHANGHAI
-
-
-def hood_with(tmp_path, start: datetime | None = None, **community) -> Neighbourhood:  # type: ignore[no-untyped-def]
-    from bot.settings import load_community
-
-    config = quiet_days(load_community(EXAMPLE))
-    config = config.model_copy(update={"community": config.community.model_copy(update=community)})
-    hood = Neighbourhood(f"sqlite:///{tmp_path / 'sla.db'}", config)
-    if start is not None:
-        hood.clock = hood.core.clock = ManualClock(start)
-    return hood
+from tests.neighbourhood import SHANGHAI, Neighbourhood, hood_with, local
 
 
 def test_53522_deadlines_start_at_dispatch(hood: Neighbourhood) -> None:
