@@ -394,7 +394,8 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
                                           f"{_time_span(p['minutes'], lang)}。".lstrip(),
         "remind.due": lambda p, lang: f"{_mentions(p)} #{p['number']} 已到{_milestone(p, lang)}时限，"
                                        f"请尽快处理。".lstrip(),
-        "remind.overdue": lambda p, lang: f"⚠ #{p['number']} 已超过{_milestone(p, lang)}时限 {_time_span(p['minutes'], lang)}，"
+        "remind.overdue": lambda p, lang: f"⚠ #{p['number']} 已超过{_milestone(p, lang)}时限 "
+                                           f"{_time_span(p['minutes'], lang)}，"
                                            f"请跟进。 {_mentions(p)}".rstrip(),
     },
     "en": {
