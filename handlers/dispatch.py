@@ -135,7 +135,7 @@ def bind(turn: Turn, code: str | None) -> None:
         turn.reply("bind.unknown", code=code)
         return
     actor = turn.actor(grid)
-    # A chat admin may bind their own chat once, as DESIGN.md's zero-config has it; a bound chat is
+    # A chat admin may bind their own chat once, as the README's zero-config has it; a bound chat is
     # re-bound only by the grid's own dispatchers. (`invite = "dispatchers"` keeps strangers' groups out.)
     first_binding_by_admin = turn.admin_may_dispatch() and not turn.chat.bound
     if not actor.roles & {Capacity.DISPATCHER, Capacity.SUPERVISOR} and not first_binding_by_admin:

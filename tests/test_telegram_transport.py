@@ -420,7 +420,10 @@ async def test_commands_privacy_mode_and_the_bots_name(tg: TelegramApiServer, tm
         said = tg.user_says(ann, group, "/report@linli_test_bot The lift in block 5 is stuck again")
         await t.expect(group, "已登记", "#2", after=said)  # the card speaks the group's language
         said = tg.user_says(ann, group, "/help@linli_test_bot")
-        await t.expect(group, "Linli · how to use", after=said)  # an English speaker's command: English answers
+        await t.expect(group, "邻里助手 · 用法", after=said)  # a Latin command name is no language choice
+        said = tg.user_says(ann, group, "/lang@linli_test_bot en")
+        said = tg.user_says(ann, group, "/help@linli_test_bot")
+        await t.expect(group, "Linli · how to use", after=said)  # her choice
         said = tg.user_says(li, group, "/status@linli_test_bot #2")  # tapped in the menu by a Chinese speaker
         await t.expect(group, "#2", "状态：待派单", after=said)
 
@@ -461,7 +464,7 @@ async def test_admins_dispatch_and_usernames_name_people(tg: TelegramApiServer, 
         said = tg.user_says(resident, group, "/report the lift in block 5 is stuck again")
         await t.expect(group, "#1", after=said)
         said = tg.user_says(resident, group, "/assign #1 @bob_fix")
-        await t.expect(group, "Only a secretary or grid leader", after=said)
+        await t.expect(group, "只有书记或网格长可以派单", after=said)  # the community's language
         said = tg.user_says(helper, group, "on my way")
         await asyncio.sleep(0.3)
         said = tg.user_says(owner, group, "/派单 #1 @bob_fix")

@@ -1,4 +1,4 @@
-"""Words that point at a category, from TAXONOMY.md: what the model knows beyond its training messages.
+"""Words that point at a category, from docs/taxonomy.md: what the model knows beyond its training messages.
 
 Each cue a message contains adds one feature for its category, so a word the training messages never
 used ("scaffolding", "曱甴") still counts for the right category. Chinese cues are one to three characters

@@ -32,7 +32,7 @@ _NOTICE_TAG = re.compile(r"^(?:📢\s*)?【([^】]{1,16})】")
 _RESIDENT_TAGS = re.compile(r"求助|报修|投诉|紧急|急|反映|举报|救|问题|咨询|求问|请问|曝光|吐槽|建议")
 _TO_EVERYONE = re.compile(r"^@(?:全体成员|全体|所有人|all|everyone)\b", re.I)
 
-# Danger now (TAXONOMY red): fire, smoke, sparks, gas, someone trapped, fallen or missing, flooding, a
+# Danger now (docs/taxonomy.md, red): fire, smoke, sparks, gas, someone trapped, fallen or missing, flooding, a
 # fight, something falling from height, an open manhole. Each cue is specific enough on its own.
 _FIRE = (
     r"(?<![不打点])[着著]火|起火|失火|火灾|火苗(?!小)|火光|明火|烧起来|燃起来|自燃|冒烟|浓烟|黑烟|白烟|冒火|火星|火花|火烛",
