@@ -92,6 +92,21 @@ def run(webhook: Annotated[str | None, typer.Option(help="Telegram webhook URL (
         _bad_setting(error)
 
 
+@app.command("owner-code")
+def owner_code() -> None:
+    """Print a one-time owner code: whoever sends it to the bot by direct message (/认证 CODE) becomes
+    supervisor of the whole community. Any earlier code stops working; this one works for a day."""
+    from handlers import ownership
+    from storage.db import session
+
+    core = _core()
+    with session(core.engine) as db:
+        code = ownership.issue(db, core.clock.now())
+    print(code)
+    name = core.community.config.community.name
+    console.print(f"私聊机器人发送 /认证 {code} 即成为 {name} 的督办（24 小时内有效，仅一次）。", soft_wrap=True)
+
+
 @triage_app.callback(invoke_without_command=True)
 def triage_stream(ctx: typer.Context) -> None:
     """Read JSON lines {"text": …} on stdin, write one JSON line of triage per input."""

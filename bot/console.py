@@ -51,6 +51,7 @@ class ConsoleChat:
     def say(self, who: str, text: str = "", *, chat: str = "群", photos: tuple[str, ...] = (),
             reply_to: Posted | str | None = None, message_id: str | None = None,
             direct: bool = False) -> list[Posted]:
+        direct = direct or chat.startswith("私聊")  # the console's direct messages: /in 私聊
         posted = self._post(Posted(message_id or f"{self._session}-m{next(self._ids)}", chat, who, text,
                                    photo=photos[0] if photos else None))
         reply_ref = reply_to.id if isinstance(reply_to, Posted) else reply_to

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from handlers.buttons import Verb, press_data
 from handlers.protocol import Incoming, Mention
 
 SERVICE = "matrix"
@@ -220,7 +221,7 @@ def press_for(choice: Choice, buttons: list[str] | None, order_id: int | None) -
         return buttons[choice.index - 1] if choice.index <= len(buttons) else None
     stars = choice.stars or (choice.index if choice.index and choice.index <= 5 else None)
     if stars and order_id is not None:
-        return f"rt:{order_id}:{stars}"
+        return press_data(Verb.RATE, order_id, stars)
     return None
 
 

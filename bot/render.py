@@ -217,7 +217,7 @@ HELP_ZH = """邻里助手 · 用法
 办结：回复工单并附照片，或 /办结 #12 附照片
 评价：/评价 #12 5（1–5 星）· 关注：/关注 #12 或回复 +1
 查询：/进度 #12 · /我的 · /待办 · /统计 本周 · /积分
-其他：/撤销 #12 · /合并 #13 #12 · /吹哨 #12 · /报到 #12 · /绑定 网格编码 · /语言 en
+其他：/撤销 #12 · /合并 #13 #12 · /吹哨 #12 · /报到 #12 · /绑定 网格编码 · /语言 en · /认证 认证码（私聊）
 书记：/修改 #12 类别=公共设施 紧急=红（更正会用来改进自动分类）"""
 
 HELP_EN = """Linli · how to use
@@ -295,6 +295,17 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "bind.usage": "用法：/绑定 网格编码，例如 /绑定 YG-A",
         "bind.unknown": "没有编码为 {code} 的网格，请检查 linli.toml。",
         "bind.direct": "请在要绑定的群里发送 /绑定。",
+        "bind.requested": "已请 {grid} 的书记、网格长或督办确认绑定，确认后本群的报事就记在那里。",
+        "bind.nobody": "{grid} 还没有书记、网格长或督办可以确认绑定。请社区负责人先用 linli owner-code 生成认证码，"
+                       "私聊发给我成为督办。",
+        "bind.request": "{name} 请求把群「{chat}」绑定到 {grid}（{code}）。批准后该群的报事都记在 {grid}。",
+        "bind.approved": "已批准：群已绑定到 {grid}。",
+        "bind.declined": "已拒绝绑定到 {grid}。",
+        "btn.approve": "批准",
+        "owner.direct_only": "认证码请私聊发给我，不要发在群里。",
+        "owner.bad": "认证码不对或已过期。请让运行邻里助手的人用 linli owner-code 生成新的认证码。",
+        "owner.done": "认证成功：您现在是 {community} 的督办，可以派单、批准绑定群，并查看所有网格。",
+        "btn.decline": "拒绝",
         "refuse.bind.role": "只有这个网格的书记或网格长可以绑定群。",
         "mine.list": lambda p, lang: "您的工单：\n" + _items(p, lang),
         "mine.none": "您现在没有进行中的工单。",
@@ -340,6 +351,7 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "refuse.rate.state": "#{number} 还没有办结，办结后再评价。",
         "refuse.rate.score": "请打 1 到 5 星，例如 /评价 #{number} 5",
         "refuse.rate.twice": "您已经评价过 #{number} 了，谢谢！",
+        "refuse.rate.worker": "#{number} 是您经手的工单，不能自己评价；请报事人和关注人来评。",
         "refuse.merge.role": "只有书记或网格长可以合并工单。",
         "refuse.merge.state": "#{number} 已经结束，不能合并。",
         "refuse.merge.target": "不能合并到这个工单。",
@@ -466,6 +478,21 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "bind.usage": "Usage: /bind GRID-CODE, e.g. /bind YG-A",
         "bind.unknown": "There is no grid with code {code}: check linli.toml.",
         "bind.direct": "Send /bind in the group you want to bind.",
+        "bind.requested": "I asked the secretaries, grid leaders and supervisors of {grid} to approve; once they "
+                          "do, this chat's reports land there.",
+        "bind.nobody": "Nobody can approve a binding to {grid} yet. The community's lead should first make an "
+                       "owner code with linli owner-code and send it to me by direct message.",
+        "bind.request": "{name} asks to bind the chat \"{chat}\" to {grid} ({code}). Once approved, its reports "
+                        "land in {grid}.",
+        "bind.approved": "Approved: the chat is now bound to {grid}.",
+        "bind.declined": "Binding to {grid} declined.",
+        "btn.approve": "Approve",
+        "owner.direct_only": "Send the owner code to me by direct message, not in a group.",
+        "owner.bad": "That owner code is wrong or has expired. Ask whoever runs Linli for a new one "
+                     "(linli owner-code).",
+        "owner.done": "Done: you are now a supervisor of {community}: you may dispatch, approve chat bindings and "
+                      "see every grid.",
+        "btn.decline": "Decline",
         "refuse.bind.role": "Only the grid's secretary or grid leader may bind a chat.",
         "mine.list": lambda p, lang: "Your orders:\n" + _items(p, lang),
         "mine.none": "You have no open orders.",
@@ -511,6 +538,7 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "refuse.rate.state": "#{number} isn't finished yet; rate it when it is.",
         "refuse.rate.score": "Please give 1 to 5 stars, e.g. /rate #{number} 5",
         "refuse.rate.twice": "You have rated #{number} already, thank you!",
+        "refuse.rate.worker": "You worked on #{number}, so you can't rate it; the reporter and followers do.",
         "refuse.merge.role": "Only a secretary or grid leader may merge orders.",
         "refuse.merge.state": "#{number} is finished and can't be merged.",
         "refuse.merge.target": "It can't be merged into that order.",

@@ -79,11 +79,26 @@ def route(core: Linli, running: list[Running]):  # type: ignore[no-untyped-def]
     return deliver
 
 
+def offer_owner_code(core: Linli) -> None:
+    """A community without a supervisor (zero-config's first start) needs one: print a one-time code."""
+    from handlers import ownership
+    from storage.db import session
+
+    with session(core.engine) as db:
+        if ownership.has_supervisor(db):
+            return
+        code = ownership.issue(db, core.clock.now())
+    print(f"No supervisor yet: send  /认证 {code}  (or /owner {code}) to the bot by direct message to become "
+          f"supervisor of {core.community.config.community.name}. The code works once, for 24 hours; "
+          "`linli owner-code` makes a new one.", flush=True)
+
+
 def serve(settings: Settings, *, webhook: str | None = None, listen: str = "127.0.0.1:8443") -> None:
     configure_logging(settings.log_level)
     configured_services(settings)  # before any database is opened or created
     core = open_core(settings)
     running = transports(core, settings, webhook=webhook, listen=listen)
+    offer_owner_code(core)
     asyncio.run(_serve(core, settings, running))
 
 

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "resume": ("继续", "繼續", "resume"),
     "correct": ("修改", "更正", "改", "correct", "fix"),
     "bind": ("绑定", "綁定", "bind"),
+    "owner": ("认证", "認證", "owner"),
     "points": ("积分", "積分", "points"),
     "lang": ("语言", "語言", "lang", "language"),
     "help": ("帮助", "幫助", "help", "start"),

@@ -9,6 +9,7 @@ from sqlalchemy import Select, bindparam, or_
 from sqlmodel import col, select
 
 from handlers import orders
+from handlers.buttons import Verb, press_data
 from handlers.community import parse_duration
 from handlers.dispatch import suggest_team
 from handlers.lifecycle import OPEN_STATES, Action
@@ -152,10 +153,10 @@ def ask_if_duplicate(turn: Turn, order: Order, same: Order) -> None:
                     payload={"into": same.id}, created_at=turn.now)
     turn.db.add(prompt)
     turn.db.flush()
-    buttons = ((Button(Text("btn.dup_yes", {"number": same.number}), f"dup:{prompt.id}:y"),
-                Button(Text("btn.dup_no"), f"dup:{prompt.id}:n")),)
+    buttons = ((Button(Text("btn.dup_yes", {"number": same.number}), press_data(Verb.DUPLICATE, prompt.id, "y")),
+                Button(Text("btn.dup_no"), press_data(Verb.DUPLICATE, prompt.id, "n"))),)
     turn.reply("dup.ask", buttons=buttons, order_id=order.id, number=order.number, same=same.number,
-               title=same.title)
+               title=orders.title_for(same, details=False))
 
 
 def answer_duplicate(turn: Turn, prompt_id: int, yes: bool) -> None:
@@ -211,7 +212,8 @@ def ask_to_file(turn: Turn, text: str) -> None:
                     payload={"text": text, "message_ref": turn.incoming.message_id}, created_at=turn.now)
     turn.db.add(prompt)
     turn.db.flush()
-    buttons = ((Button(Text("btn.yes"), f"pr:{prompt.id}:y"), Button(Text("btn.no"), f"pr:{prompt.id}:n")),)
+    buttons = ((Button(Text("btn.yes"), press_data(Verb.PROMPT, prompt.id, "y")),
+                Button(Text("btn.no"), press_data(Verb.PROMPT, prompt.id, "n"))),)
     turn.reply("prompt.file", buttons=buttons)
 
 

@@ -79,7 +79,7 @@ TRANSITIONS: dict[Action, dict[State, State | None]] = {
     Action.CANCEL: dict.fromkeys(OPEN_STATES, State.CANCELLED),
     Action.ESCALATE: dict.fromkeys(OPEN_STATES),
     Action.REPORT_BACK: dict.fromkeys(OPEN_STATES),
-    Action.FOLLOW: dict.fromkeys(OPEN_STATES | {State.RESOLVED}),
+    Action.FOLLOW: dict.fromkeys(OPEN_STATES),  # following a finished order would buy a vote on it
     Action.ARRIVE: {State.IN_PROGRESS: None},
     Action.PLAN: {State.ASSIGNED: None, State.IN_PROGRESS: None},
     Action.WAIT: {State.IN_PROGRESS: None},
@@ -135,6 +135,7 @@ class OrderView:
     rating_round: int = 0
     follower_ids: frozenset[int] = frozenset()
     rater_ids: frozenset[int] = frozenset()  # who rated in the current round
+    worker_ids: frozenset[int] = frozenset()  # who dispatched, accepted, claimed or finished it
     paused: bool = False
     arrived: bool = False
 
@@ -232,6 +233,8 @@ def transition(
                 raise Refusal("refuse.rate.score")
             if actor.person_id in order.rater_ids:
                 raise Refusal("refuse.rate.twice")
+            if actor.person_id in order.worker_ids or held & {Capacity.ASSIGNEE, Capacity.TEAM_MEMBER}:
+                raise Refusal("refuse.rate.worker")  # nobody marks their own work
             if score <= REOPEN_AT_OR_BELOW:
                 target = State.REOPENED
                 fields = {"resolved_at": None, "rating_round": order.rating_round + 1}

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from handlers import deadlines
+from handlers.buttons import Verb, press_data
 from handlers.directory import ChatInfo
 from handlers.lifecycle import OPEN_STATES, Action, Actor, Capacity, Change, OrderView, Refusal, State, may, transition
 from handlers.protocol import Button, Kind, Outgoing, Text
@@ -32,6 +33,7 @@ def view(db: Session, order: Order) -> OrderView:
         rating_round=order.rating_round,
         follower_ids=repo.follower_ids(db, order.id),
         rater_ids=repo.rater_ids(db, order),
+        worker_ids=repo.worker_ids(db, order),
         paused=order.paused_at is not None,
         arrived=order.arrived_at is not None,
     )
@@ -122,6 +124,34 @@ def local(moment: datetime | None, tz: ZoneInfo) -> str | None:
     return moment.astimezone(tz).strftime("%m-%d %H:%M") if moment else None
 
 
+PRIVATE_TITLE = "私事"  # what a group sees of a private matter: that it exists, never its text or room
+
+
+def title_for(order: Order, *, details: bool) -> str:
+    """The order's title where `details` may be shown, else only 私事 for a private matter."""
+    return order.title if details or order.matter != "private" else PRIVATE_TITLE
+
+
+def place_for(order: Order, *, details: bool) -> str:
+    """Where the order is; a private matter shows no unit or room unless `details` may be shown."""
+    if details or order.matter != "private":
+        return place_label(order)
+    return ""
+
+
+def may_see_private(db: Session, order: Order, person_id: int) -> bool:
+    """A private matter's details are for its reporter, its handler and team, and the grid's dispatchers
+    and supervisors: nobody else, in no list, prompt or digest."""
+    if person_id in (order.reporter_id, order.assignee_id):
+        return True
+    if order.team_id is not None and order.team_id in {t.id for t in repo.teams_of(db, person_id)}:
+        return True
+    grid = db.get(Grid, order.grid_id)
+    return grid is not None and bool(
+        {p.id for role in ("dispatcher", "supervisor") for p in repo.people_with_role_over(db, grid.path, role)}
+        & {person_id})
+
+
 def place_label(order: Order) -> str:
     parts = [f"{order.building}栋" if order.building else "", f"{order.unit}单元" if order.unit else ""]
     return "".join(parts) + (order.room or "")
@@ -186,14 +216,16 @@ def card_buttons(order: Order) -> tuple[tuple[Button, ...], ...]:
 
     match State(order.state):
         case State.REPORTED | State.REOPENED:
-            return ((button("btn.assign", f"asg:{n}"), button("btn.claim", f"clm:{n}"),
-                     button("btn.cancel", f"cxl:{n}")),)
+            return ((button("btn.assign", press_data(Verb.ASSIGN, n)), button("btn.claim", press_data(Verb.CLAIM, n)),
+                     button("btn.cancel", press_data(Verb.CANCEL, n))),)
         case State.ASSIGNED:
-            return ((button("btn.accept", f"acc:{n}"), button("btn.return", f"ret:{n}")),)
+            return ((button("btn.accept", press_data(Verb.ACCEPT, n)),
+                     button("btn.return", press_data(Verb.RETURN, n))),)
         case State.IN_PROGRESS:
-            return ((button("btn.done", f"don:{n}"), button("btn.return", f"ret:{n}")),)
+            return ((button("btn.done", press_data(Verb.DONE, n)),
+                     button("btn.return", press_data(Verb.RETURN, n))),)
         case State.RESOLVED:
-            return (tuple(Button(Text("btn.star", {"score": s}), f"rt:{n}:{s}") for s in range(1, 6)),)
+            return (tuple(Button(Text("btn.star", {"score": s}), press_data(Verb.RATE, n, s)) for s in range(1, 6)),)
     return ()
 
 

@@ -26,19 +26,21 @@ def status(turn: Turn, order: Order) -> None:
 
 def mine(turn: Turn) -> None:
     found = repo.orders_of_person(turn.db, turn.person.id or 0, [*_OPEN, "resolved"])
-    turn.reply("mine.list" if found else "mine.none", items=[_line(o, turn.now) for o in found])
+    turn.reply("mine.list" if found else "mine.none", items=[_line(turn, o) for o in found])
 
 
 def open_orders(turn: Turn) -> None:
     grids = [grid.id for grid in repo.grids_below(turn.db, _scope(turn).path) if grid.id]
     found = repo.open_orders(turn.db, grids, _OPEN)
-    turn.reply("open.list" if found else "open.none", items=[_line(o, turn.now) for o in found], grid=_scope(turn).name)
+    turn.reply("open.list" if found else "open.none", items=[_line(turn, o) for o in found], grid=_scope(turn).name)
 
 
-def _line(order: Order, now: datetime) -> dict:
-    return {"number": order.number, "title": order.title, "state": order.state,
-            "urgency": orders.warning(order, now), "place": orders.place_label(order),
-            "overdue": orders.is_overdue(order, now)}
+def _line(turn: Turn, order: Order) -> dict:
+    """One order in a list; a private matter keeps its details to a direct message to those concerned."""
+    details = turn.incoming.is_direct and orders.may_see_private(turn.db, order, turn.person.id)
+    return {"number": order.number, "title": orders.title_for(order, details=details), "state": order.state,
+            "urgency": orders.warning(order, turn.now), "place": orders.place_for(order, details=details),
+            "overdue": orders.is_overdue(order, turn.now)}
 
 
 def _scope(turn: Turn) -> GridInfo:

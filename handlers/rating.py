@@ -48,6 +48,8 @@ def _award_points(turn: Turn, order: Order, score: int) -> None:
     """Volunteers and party members earn 积分 for each finished, well-rated order, once."""
     if score < WELL_RATED or order.assignee_id is None:
         return
+    if order.assignee_id == order.reporter_id:
+        return  # reporting a problem and fixing it oneself earns nothing: 积分 are not to be farmed
     handler = turn.db.get(Person, order.assignee_id)
     if handler is None or not (handler.party_member or _is_volunteer(turn, handler)):
         return

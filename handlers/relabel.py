@@ -29,6 +29,9 @@ def correct(turn: Turn, order: Order, words: list[str]) -> None:
     turn.db.add(Example(order_id=order.id, payload=example, at=turn.now))
     orders.update_card(turn, order)
     changes = [{"field": name, "from": before[name], "to": value} for name, value in labels.items()]
+    if order.matter == "private" and not turn.incoming.is_direct:  # a group never learns where a 私事 is
+        changes = [{**change, "from": None, "to": "…"} if change["field"] in ("unit", "room") else change
+                   for change in changes]
     turn.reply("correct.done", number=order.number, changes=changes)
 
 

@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from handlers import dispatch, escalation, intake, queries, rating, relabel, work
+from handlers import dispatch, escalation, intake, ownership, queries, rating, relabel, work
+from handlers.buttons import Verb, read_press
 from handlers.clock import Clock
 from handlers.commands import Command, parse
 from handlers.community import CommunityConfig
@@ -19,14 +20,15 @@ from handlers.directory import Directory
 from handlers.privacy import shield
 from handlers.protocol import Incoming, Kind, Outgoing, Text
 from handlers.roster import apply_roster
-from handlers.triage.normalize import clean, language_of
+from handlers.triage.normalize import clean, fold, language_of
 from handlers.turn import Community, Turn
 from storage import repo
 from storage.db import session
 from storage.models import Identity, MessageLink, Order, Person
 
 log = logging.getLogger(__name__)
-_CODE = re.compile(r"[A-Z0-9_\-#.:]+|[a-z]{1,2}")  # grid codes (YG-A-3), ids and "en"/"zh" say nothing of a language
+_SCORE = re.compile(r"[0-9]{1,3}")  # stars as typed; "②" or "²" are words, not numbers
+_WORD = re.compile(r"[A-Za-z]?[a-z]+[,.!?]*")  # an English word; codes (YG-A-3, LINLI-7KQ3), ids, "en" do not say
 MAX_TEXT = 64_000  # longer messages are kept up to this many characters
 DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
 
@@ -96,7 +98,7 @@ class Linli:
         command = parse(text, self.bot_names)
         if command is None:
             return clean(text)
-        return " ".join(word for word in command.words if not _CODE.fullmatch(word))
+        return " ".join(word for word in command.words if _WORD.fullmatch(word) or not word.isascii())
 
     def _route(self, turn: Turn) -> None:
         incoming = turn.incoming
@@ -144,6 +146,7 @@ class Linli:
             "points": lambda: queries.points(turn),
             "lang": lambda: queries.set_language(turn, _first(command.words)),
             "bind": lambda: dispatch.bind(turn, _first(command.words)),
+            "owner": lambda: ownership.claim(turn, _first(command.words)),
         }
         if verb in simple:
             simple[verb]()
@@ -183,8 +186,8 @@ class Linli:
             case "done":
                 work.done(turn, order, turn.incoming.photos)
             case "rate":
-                score = next((int(w) for w in words if w.isdigit()), None)
-                comment = " ".join(w for w in words if not w.isdigit()) or None
+                score = next((int(fold(w)) for w in words if _SCORE.fullmatch(fold(w))), None)
+                comment = " ".join(w for w in words if not _SCORE.fullmatch(fold(w))) or None
                 rating.rate(turn, order, score, comment)
             case "status":
                 queries.status(turn, order)
@@ -216,44 +219,44 @@ class Linli:
 
     # --- buttons ---------------------------------------------------------------------------
     def _press(self, turn: Turn, data: str) -> None:
-        verb, _, rest = data.partition(":")
-        ident, _, arg = rest.partition(":")
-        if not ident.isdigit():
+        press = read_press(data)
+        if press is None:
             turn.alert("button.stale")
             return
-        if verb == "pr":
-            intake.answer_prompt(turn, int(ident), arg == "y")
+        if press.verb is Verb.PROMPT:
+            intake.answer_prompt(turn, press.ident, press.arg == "y")
             return
-        if verb == "dup":
-            intake.answer_duplicate(turn, int(ident), arg == "y")
+        if press.verb is Verb.DUPLICATE:
+            intake.answer_duplicate(turn, press.ident, press.arg == "y")
             return
-        order = turn.db.get(Order, int(ident))
+        if press.verb is Verb.BIND:
+            dispatch.answer_binding(turn, press.ident, press.arg == "y")
+            return
+        order = turn.db.get(Order, press.ident)
         if order is None or order.community_id != self.community.grid_id:
             turn.alert("button.stale")
             return
-        match verb:
-            case "asg":
-                dispatch.assign_button(turn, order, arg or None)
-            case "acc":
+        match press.verb:
+            case Verb.ASSIGN:
+                dispatch.assign_button(turn, order, press.arg)
+            case Verb.ACCEPT:
                 work.accept(turn, order)
-            case "ret":
-                dispatch.give_back(turn, order, arg or None, [])
-            case "clm":
+            case Verb.RETURN:
+                dispatch.give_back(turn, order, press.arg, [])
+            case Verb.CLAIM:
                 work.claim(turn, order)
-            case "don":
+            case Verb.DONE:
                 work.done(turn, order, ())
-            case "rt":
-                rating.rate(turn, order, int(arg) if arg.isdigit() else None)
-            case "cxl":
+            case Verb.RATE:
+                rating.rate(turn, order, press.number)
+            case Verb.CANCEL:
                 dispatch.cancel(turn, order, "undo")
-            case "fol":
+            case Verb.FOLLOW:
                 intake.follow(turn, order)
-            case "st":
+            case Verb.STATUS:
                 queries.status(turn, order)
-            case "vis":
-                rating.visit_answer(turn, order, held=arg == "ok")
-            case _:
-                turn.alert("button.stale")
+            case Verb.VISIT:
+                rating.visit_answer(turn, order, held=press.arg == "ok")
 
     # --- messages out ----------------------------------------------------------------------
     def sent(self, action: Outgoing, message_ref: str) -> None:

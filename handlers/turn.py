@@ -83,13 +83,8 @@ class Turn:
         `order_chat_id` is the chat an order was reported in, when the question is about an order.
         """
         grid = grid or self.grid
-        roles: set[Capacity] = set()
-        ancestors = repo.ancestor_ids(grid.path)
-        if repo.role_grid_ids(self.db, self.person.id, "dispatcher") & ancestors:
-            roles.add(Capacity.DISPATCHER)
-        if repo.role_grid_ids(self.db, self.person.id, "supervisor") & ancestors:
-            roles.add(Capacity.SUPERVISOR)
-        if self._admin_over(grid, order_chat_id):
+        roles = self.granted_roles(grid)
+        if self._admin_over(order_chat_id):
             roles.add(Capacity.DISPATCHER)
         teams = repo.teams_of(self.db, self.person.id)
         return Actor(
@@ -99,17 +94,24 @@ class Turn:
             volunteer=any(team.kind == "volunteers" for team in teams),
         )
 
+    def granted_roles(self, grid: GridInfo) -> set[Capacity]:
+        """Roles the community gave the speaker over `grid` (on it or a grid above it): the only
+        authority that reaches beyond one chat."""
+        roles: set[Capacity] = set()
+        ancestors = repo.ancestor_ids(grid.path)
+        if repo.role_grid_ids(self.db, self.person.id, "dispatcher") & ancestors:
+            roles.add(Capacity.DISPATCHER)
+        if repo.role_grid_ids(self.db, self.person.id, "supervisor") & ancestors:
+            roles.add(Capacity.SUPERVISOR)
+        return roles
+
     def admin_may_dispatch(self) -> bool:
         return self.incoming.sender_is_admin and self.community.config.community.admins_are_dispatchers
 
-    def _admin_over(self, grid: GridInfo, order_chat_id: int | None) -> bool:
-        """A chat admin dispatches what belongs to their chat: its own orders, and, once the chat is bound,
-        the grid it is bound to. Anyone can make a group and be its admin; that must not reach further."""
-        if not self.admin_may_dispatch():
-            return False
-        if order_chat_id is not None and order_chat_id == self.chat.id:
-            return True
-        return self.chat.bound and grid.path.startswith(self.grid.path)
+    def _admin_over(self, order_chat_id: int | None) -> bool:
+        """A chat admin dispatches the orders reported in their own chat, and nothing else: anyone can
+        make a group and be its admin, so owning a chat gives no authority over a grid."""
+        return self.admin_may_dispatch() and order_chat_id is not None and order_chat_id == self.chat.id
 
     # --- what the bot says -----------------------------------------------------------------
     def reply(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers import orders
+from handlers.buttons import Verb, press_data
 from handlers.lifecycle import Action
 from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.turn import Turn
@@ -41,7 +42,7 @@ def done(turn: Turn, order: Order, photos: tuple[str, ...]) -> None:
         turn.db.add(Photo(order_id=order.id, event_id=events[-1].id, service=turn.incoming.service,
                           ref=ref, purpose="completion", at=turn.now))
     orders.update_card(turn, order)
-    stars = (tuple(Button(Text("btn.star", {"score": s}), f"rt:{order.id}:{s}") for s in range(1, 6)),)
+    stars = (tuple(Button(Text("btn.star", {"score": s}), press_data(Verb.RATE, order.id, s)) for s in range(1, 6)),)
     if order.matter != "private":
         orders.tell_chat(turn, order, "done.rate", notify=orders.interested(turn.db, order), buttons=stars,
                          photo=photos[0], name=turn.person.name)

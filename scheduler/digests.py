@@ -95,7 +95,8 @@ def _day_numbers(db: Session, community: Community, grid: GridInfo, day: date, n
     still_open = list(db.exec(select(Order).where(in_grid, col(Order.state).in_(OPEN)).order_by(col(Order.id))))
     late = [o for o in still_open if orders.is_overdue(o, now)]
     return {"grid": grid.name, "new": new, "finished": finished, "open": len(still_open), "overdue": len(late),
-            "late": [{"number": o.number, "title": o.title, "warning": "red"} for o in late[:LISTED]]}
+            "late": [{"number": o.number, "title": orders.title_for(o, details=False), "warning": "red"}
+                     for o in late[:LISTED]]}
 
 
 def _daily(db: Session, community: Community, now: datetime, day: date) -> list[Outgoing]:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from handlers import escalation, orders, outbox
+from handlers.buttons import Verb, press_data
 from handlers.community import parse_duration
 from handlers.deadlines import DUE_FIELD
 from handlers.lifecycle import OPEN_STATES
@@ -83,8 +84,8 @@ def _visit(community: Community, order: Order) -> list[Outgoing]:
     """回访 by direct message: did the fix hold?"""
     if order.state != "closed":
         return []
-    buttons = ((Button(Text("btn.visit_ok"), f"vis:{order.id}:ok"),
-                Button(Text("btn.visit_bad"), f"vis:{order.id}:bad")),)
+    buttons = ((Button(Text("btn.visit_ok"), press_data(Verb.VISIT, order.id, "ok")),
+                Button(Text("btn.visit_bad"), press_data(Verb.VISIT, order.id, "bad"))),)
     return [Outgoing(Kind.DIRECT, Text("visit.ask", {"number": order.number, "title": order.title}),
                      lang=community.lang, person_id=order.reporter_id, order_id=order.id, buttons=buttons)]
 
@@ -162,7 +163,7 @@ def _catch_up(db: Session, community: Community, missed: dict[int, list[tuple[Re
         late = {order.number: order for _, order in items if order.state in OPEN_STATES}
         if not late:
             continue
-        lines = [{"number": n, "title": o.title, "warning": orders.warning(o, now),
+        lines = [{"number": n, "title": orders.title_for(o, details=False), "warning": orders.warning(o, now),
                   "overdue": orders.is_overdue(o, now)} for n, o in sorted(late.items())]
         people: dict[int, Person] = {}
         for order in late.values():

@@ -195,6 +195,17 @@ def follower_ids(db: Session, order_id: int) -> frozenset[int]:
     return frozenset(db.exec(select(Follower.person_id).where(Follower.order_id == order_id)))
 
 
+WORK_ACTIONS = ("assign", "accept", "claim", "done")
+
+
+def worker_ids(db: Session, order: Order) -> frozenset[int]:
+    """Everyone who worked on the order: who dispatched it, accepted or claimed it, or finished it."""
+    rows = db.exec(select(Event.actor_id).where(Event.order_id == order.id, col(Event.action).in_(WORK_ACTIONS),
+                                                col(Event.actor_id).is_not(None)))
+    return frozenset(row for row in rows if row is not None) | (
+        frozenset({order.assignee_id}) if order.assignee_id else frozenset())
+
+
 def rater_ids(db: Session, order: Order) -> frozenset[int]:
     rows = db.exec(
         select(Rating.person_id).where(Rating.order_id == order.id, Rating.rating_round == order.rating_round)

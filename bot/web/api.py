@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -13,17 +13,17 @@ from sqlmodel import Session, col, select
 from bot.export import reporter_label
 from bot.web import dashboard
 from bot.web.access import Viewer
-from bot.web.app import CurrentViewer, Db, Refused, order_in_scope
+from bot.web.app import MAX_ID, PRINTABLE, CurrentViewer, Day, Db, OrderNumber, Refused, order_in_scope
 from handlers import stats
 from handlers.orders import place_label
 from storage import repo
 from storage.models import Grid, Order, Person, Team
 
 router = APIRouter(prefix="/api", tags=["开放接口 API"])
-From = Annotated[date | None, Query(alias="from", description="报事日期起（含），YYYY-MM-DD，社区时区")]
-To = Annotated[date | None, Query(alias="to", description="报事日期止（含），YYYY-MM-DD")]
+From = Annotated[Day | None, Query(alias="from", description="报事日期起（含），YYYY-MM-DD，社区时区，2000–2100 年")]
+To = Annotated[Day | None, Query(alias="to", description="报事日期止（含），YYYY-MM-DD，2000–2100 年")]
 ByQ = Annotated[stats.Group, Query(description="community / team / grid / handler")]
-GridQ = Annotated[str | None, Query(description="网格编码，含下级网格")]
+GridQ = Annotated[str | None, Query(description="网格编码，含下级网格", max_length=64, pattern=PRINTABLE)]
 PeriodQ = Annotated[Literal["today", "week", "month", "all"] | None,
                     Query(description="今天 / 本周 / 本月 / 全部；给了 from、to 时不用")]
 
@@ -145,7 +145,7 @@ def list_orders(request: Request, db: Db, viewer: CurrentViewer, start: From = N
                 state: Annotated[Literal["open", "done", "all"], Query(description="未结 / 已办结 / 全部")] = "all",
                 grid: GridQ = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                offset: Annotated[int, Query(ge=0)] = 0) -> OrdersPage:
+                offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> OrdersPage:
     """Orders reported in the period, in the grids the token's holder oversees, newest first."""
     community = request.app.state.community
     now = request.app.state.clock.now()
@@ -166,11 +166,11 @@ def list_orders(request: Request, db: Db, viewer: CurrentViewer, start: From = N
 
 
 @router.get("/orders/{number}", response_model=OrderDetail, summary="工单详情与处理记录")
-def get_order(request: Request, number: int, db: Db, viewer: CurrentViewer) -> OrderDetail:
+def get_order(request: Request, number: OrderNumber, db: Db, viewer: CurrentViewer) -> OrderDetail:
     community = request.app.state.community
     now = request.app.state.clock.now()
     order = order_in_scope(db, request, viewer, number)
-    page = dashboard.order_page(db, order, now, community.tz)
+    page = dashboard.order_page(db, order, now, community.tz, request.app.state.media)
     events = [EventOut(at=e["at"], action=e["action"], actor=e["actor"], from_state=e["from"], to_state=e["to"],
                        note=e["note"]) for e in page["events"]]
     photos = [{k: p[k] for k in ("id", "purpose", "at", "service", "ref", "local")} for p in page["photos"]]

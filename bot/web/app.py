@@ -12,14 +12,18 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import AfterValidator
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -43,6 +47,29 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+# Order numbers and photo ids are INTEGER columns: 32-bit on PostgreSQL, and an int past 2**63-1 makes the
+# SQLite driver raise OverflowError. A larger number names no row, so the parameter refuses it (422).
+MAX_ID = 2**31 - 1
+# Dates outside these years are typos or probes; near year 1 or 9999 the day arithmetic (the day after `to`,
+# 90 days before `end_date`, the shift to UTC) leaves what datetime can hold.
+YEARS = range(2000, 2101)
+# Codes and lists of them: no control characters (PostgreSQL refuses NUL in text, a 500 there).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+Moment = TypeVar("Moment", bound=date)  # a date or a datetime
+
+
+def sane_year(moment: Moment) -> Moment:
+    if moment.year not in YEARS:
+        raise ValueError(f"year must be between {YEARS[0]} and {YEARS[-1]}")
+    return moment
+
+
+Day = Annotated[date, AfterValidator(sane_year)]
+Instant = Annotated[datetime, AfterValidator(sane_year)]
+OrderNumber = Annotated[int, PathParam(ge=1, le=MAX_ID, description="工单号")]
+PhotoId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 class HideTokens(logging.Filter):
@@ -73,8 +100,10 @@ class Refused(Exception):
         self.status, self.message = status, message
 
 
-def create_app(engine: Engine, community: Community, clock: Clock, *, public: bool = False) -> FastAPI:
-    """The web app for `community`. With `public`, the 公示 page and Open311 need no token."""
+def create_app(engine: Engine, community: Community, clock: Clock, *, public: bool = False,
+               media: Path | None = None) -> FastAPI:
+    """The web app for `community`. With `public`, the 公示 page and Open311 need no token. Photos are served
+    only from `media` (by default Linli's folder: `dashboard.media_root`)."""
     from bot.web import api, open311
 
     app = FastAPI(title="邻里 Linli 开放接口", version="1", docs_url=None, redoc_url=None,
@@ -82,6 +111,7 @@ def create_app(engine: Engine, community: Community, clock: Clock, *, public: bo
                   description="Orders and the three rates (响应率 / 解决率 / 满意率) of a Linli community. "
                               "Send `Authorization: Bearer TOKEN` with a token from `linli web token NAME`.")
     app.state.engine, app.state.community, app.state.clock, app.state.public = engine, community, clock, public
+    app.state.media = (media or dashboard.media_root(engine.url)).resolve()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["pct"] = stats.percent
     templates.env.filters["local"] = lambda moment, fmt="%Y-%m-%d %H:%M": dashboard.local(moment, community.tz, fmt)
@@ -107,6 +137,14 @@ def create_app(engine: Engine, community: Community, clock: Clock, *, public: bo
             return JSONResponse({"detail": error.message}, status_code=error.status)
         return templates.TemplateResponse(request, "error.html", {"status": error.status, "message": error.message,
                                                                   "viewer": None}, status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> Response:
+        if _wants_json(request):  # FastAPI's own 422, which the OpenAPI document describes
+            return await request_validation_exception_handler(request, error)
+        names = "、".join(dict.fromkeys(str(e["loc"][-1]) for e in error.errors()))
+        return templates.TemplateResponse(request, "error.html", {"status": 422, "message": f"链接里的 {names} 不对。",
+                                                                  "viewer": None}, status_code=422)
 
     app.include_router(api.router)
     app.include_router(open311.router)
@@ -175,8 +213,8 @@ def _pages(app: FastAPI, templates: Jinja2Templates) -> None:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request, db: Db, viewer: CurrentViewer, period: str | None = None,
-             start: Annotated[date | None, Query(alias="from")] = None,
-             end: Annotated[date | None, Query(alias="to")] = None) -> Response:
+             start: Annotated[Day | None, Query(alias="from")] = None,
+             end: Annotated[Day | None, Query(alias="to")] = None) -> Response:
         now = app.state.clock.now()
         win = dashboard.window(period, start, end, now, community.tz)
         grid_ids = viewer.grid_filter()
@@ -199,16 +237,18 @@ def _pages(app: FastAPI, templates: Jinja2Templates) -> None:
         return templates.TemplateResponse(request, "dashboard.html", context)
 
     @app.get("/orders/{number}", response_class=HTMLResponse, include_in_schema=False)
-    def order_view(request: Request, number: int, db: Db, viewer: CurrentViewer) -> Response:
+    def order_view(request: Request, number: OrderNumber, db: Db, viewer: CurrentViewer) -> Response:
         order = order_in_scope(db, request, viewer, number)
-        page = dashboard.order_page(db, order, app.state.clock.now(), community.tz)
+        page = dashboard.order_page(db, order, app.state.clock.now(), community.tz, app.state.media)
         return templates.TemplateResponse(request, "order.html", {"viewer": viewer, **page})
 
     @app.get("/orders/{number}/photos/{photo_id}", include_in_schema=False)
-    def order_photo(request: Request, number: int, photo_id: int, db: Db, viewer: CurrentViewer) -> Response:
+    def order_photo(request: Request, number: OrderNumber, photo_id: PhotoId, db: Db,
+                    viewer: CurrentViewer) -> Response:
         order = order_in_scope(db, request, viewer, number)
         photo = db.get(Photo, photo_id)
-        path = dashboard.photo_file(photo) if photo is not None and photo.order_id == order.id else None
+        path = (dashboard.photo_file(photo, app.state.media)
+                if photo is not None and photo.order_id == order.id else None)
         if path is None:
             raise Refused(404, "这张照片不在本机上。")
         return FileResponse(path)

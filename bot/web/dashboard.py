@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import URL, func
 from sqlmodel import Session, col, select
 
 from bot.export import ACTIONS, event_note, mask_name, person_label, reporter_label, staff_ids
@@ -25,8 +25,6 @@ URGENCIES = ("red", "yellow", "blue")
 PERIODS = {"today": "今天", "week": "本周", "month": "本月", "all": "全部"}
 METRICS = {"response_rate": "响应率", "resolution_rate": "解决率", "satisfaction_rate": "满意率"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
-
-
 
 
 def local(moment: datetime | None, tz: tzinfo, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -179,7 +177,7 @@ def ranked(rows: list[stats.Rates]) -> list[stats.Rates]:
     return sorted(rows, key=score)
 
 
-def order_page(db: Session, order: Order, now: datetime, tz: tzinfo) -> dict[str, Any]:
+def order_page(db: Session, order: Order, now: datetime, tz: tzinfo, media: Path) -> dict[str, Any]:
     """An order with its history, ratings and photos; residents masked, staff by name."""
     staff = staff_ids(db)
     events = repo.events_of(db, order.id or 0)
@@ -201,7 +199,7 @@ def order_page(db: Session, order: Order, now: datetime, tz: tzinfo) -> dict[str
         "ratings": [{"at": local(r.at, tz), "score": r.score, "round": r.rating_round,
                      "comment": mask_private(r.comment) if r.comment else "",
                      "by": mask_name(people.get(r.person_id) or _name(db, r.person_id))} for r in ratings],
-        "photos": [photo_view(p, tz) for p in repo.photos_of(db, order.id or 0)],
+        "photos": [photo_view(p, tz, media) for p in repo.photos_of(db, order.id or 0)],
         "milestones": [(label, local(getattr(order, field_name), tz)) for label, field_name in (
             ("报事", "created_at"), ("派单", "assigned_at"), ("接单", "accepted_at"), ("办结", "resolved_at"),
             ("关闭", "closed_at"), ("响应时限", "respond_due"), ("办结时限", "resolve_due"))],
@@ -213,18 +211,33 @@ def _name(db: Session, person_id: int) -> str:
     return person.name if person else ""
 
 
-def photo_file(photo: Photo) -> Path | None:
-    """A photo stored on this machine, if its reference is a path to an image file that exists."""
-    if photo.ref.startswith(("http://", "https://")) or not photo.ref.lower().endswith(IMAGE_SUFFIXES):
-        return None
-    path = Path(photo.ref).expanduser()
-    return path if path.is_file() else None
+def media_root(url: URL) -> Path:
+    """Linli's own folder, the only one photos are served from: the SQLite database's folder (which holds the
+    linli-media/ copies of Matrix photos), else ./linli-media, as `bot.matrix.default_media_dir` has it."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).resolve().parent
+    return Path("linli-media").resolve()
 
 
-def photo_view(photo: Photo, tz: tzinfo) -> dict[str, Any]:
+def photo_file(photo: Photo, media: Path) -> Path | None:
+    """The image file a photo's reference names, if it is inside `media` (resolved) and exists.
+
+    A reference is whatever a chat message carried, so it may be `../../etc/passwd.jpg`, `/root/x.png` or
+    lead out through a symlink: only after resolve() does is_relative_to tell where it really is. A relative
+    reference is relative to `media`, not to wherever `linli web` was started.
+    """
+    ref = photo.ref
+    if ref.startswith(("http://", "https://")) or not ref.lower().endswith(IMAGE_SUFFIXES) or "\0" in ref:
+        return None  # a NUL would make resolve() raise
+    path = (media / ref).resolve()
+    return path if path.is_relative_to(media) and path.is_file() else None
+
+
+def photo_view(photo: Photo, tz: tzinfo, media: Path) -> dict[str, Any]:
     return {"id": photo.id, "purpose": "办结照片" if photo.purpose == "completion" else "报事照片",
             "at": local(photo.at, tz), "service": photo.service, "ref": photo.ref,
-            "local": photo_file(photo) is not None, "link": photo.ref if photo.ref.startswith("https://") else None}
+            "local": photo_file(photo, media) is not None,
+            "link": photo.ref if photo.ref.startswith("https://") else None}
 
 
 def public_place(grid: Grid | None, building: str | None) -> str:

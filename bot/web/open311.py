@@ -8,14 +8,16 @@ and a token shows only its holder's grids.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from sqlmodel import Session, col, select
 
 from bot.web import dashboard
-from bot.web.app import Db, OptionalViewer, Refused
+from bot.web.app import MAX_ID, PRINTABLE, Db, Instant, OptionalViewer, Refused
 from handlers.triage.normalize import mask_private
 from storage.models import Grid, Order, Team
 
@@ -24,6 +26,8 @@ DEFAULT_DAYS = 90  # GeoReport: without dates, the last 90 days
 MAX_REQUESTS = 1000
 CLOSED = ("resolved", "closed", "merged", "cancelled")
 GROUPS = {"major": "大事", "minor": "小事", "private": "私事"}
+LIST_CHARS = 1000  # a comma-separated list: at most ~500 values, well within a database's bind-parameter limit
+DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() also passes ① (int() refuses it) and ２
 
 
 def _scope(request: Request, viewer: Any) -> list[int] | None:
@@ -72,6 +76,13 @@ def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+def order_number(text: str) -> int | None:
+    """`text` as an order number, if it can be one: ASCII digits, within the INTEGER column."""
+    if DIGITS.fullmatch(text) and 1 <= (number := int(text)) <= MAX_ID:
+        return number
+    return None
+
+
 @router.get("/services.json", summary="Service list: Linli's categories")
 def services(request: Request, viewer: OptionalViewer) -> list[dict[str, Any]]:
     _scope(request, viewer)
@@ -84,21 +95,23 @@ def services(request: Request, viewer: OptionalViewer) -> list[dict[str, Any]]:
 @router.get("/requests.json", summary="Service requests: Linli's orders, without personal data")
 def requests(
     request: Request, db: Db, viewer: OptionalViewer,
-    service_request_id: Annotated[str | None, Query(description="comma-separated order numbers")] = None,
-    service_code: Annotated[str | None, Query(description="comma-separated categories")] = None,
-    start_date: Annotated[datetime | None, Query(description="requested on or after (W3C datetime)")] = None,
-    end_date: Annotated[datetime | None, Query(description="requested before (W3C datetime)")] = None,
-    status: Annotated[str | None, Query(description="open, closed or both, comma-separated")] = None,
-    jurisdiction_id: Annotated[str | None, Query(description="ignored: one jurisdiction per server")] = None,
+    service_request_id: Annotated[str | None, Query(description="comma-separated order numbers",
+                                                    max_length=LIST_CHARS, pattern=PRINTABLE)] = None,
+    service_code: Annotated[str | None, Query(description="comma-separated categories",
+                                              max_length=LIST_CHARS, pattern=PRINTABLE)] = None,
+    start_date: Annotated[Instant | None, Query(description="requested on or after (W3C datetime, 2000–2100)")] = None,
+    end_date: Annotated[Instant | None, Query(description="requested before (W3C datetime, 2000–2100)")] = None,
+    status: Annotated[str | None, Query(description="open, closed or both, comma-separated", max_length=64)] = None,
+    jurisdiction_id: Annotated[str | None, Query(description="ignored: one jurisdiction per server",
+                                                 max_length=255)] = None,
 ) -> list[dict[str, Any]]:
     community = request.app.state.community
     grid_ids = _scope(request, viewer)
     query = select(Order).where(Order.community_id == community.grid_id)
     if grid_ids is not None:
         query = query.where(col(Order.grid_id).in_(grid_ids))
-    numbers = [int(n) for n in _split(service_request_id) if n.isdigit()]
-    if numbers:
-        query = query.where(col(Order.number).in_(numbers))
+    if ids := _split(service_request_id):  # ids override the dates; one that is no order number matches nothing
+        query = query.where(col(Order.number).in_([n for n in map(order_number, ids) if n is not None]))
     else:
         now = request.app.state.clock.now()
         start = _aware(start_date, community.tz) or _aware(end_date, community.tz) or now
@@ -120,13 +133,14 @@ def requests(
 
 
 @router.get("/requests/{request_id}.json", summary="One service request")
-def one_request(request: Request, request_id: str, db: Db, viewer: OptionalViewer) -> list[dict[str, Any]]:
+def one_request(request: Request, request_id: Annotated[str, PathParam(max_length=64)], db: Db,
+                viewer: OptionalViewer) -> list[dict[str, Any]]:
     community = request.app.state.community
     grid_ids = _scope(request, viewer)
     order = None
-    if request_id.isdigit():
+    if (number := order_number(request_id)) is not None:  # anything else names no order: 404, as GeoReport has it
         order = db.exec(select(Order).where(Order.community_id == community.grid_id,
-                                            Order.number == int(request_id))).first()
+                                            Order.number == number)).first()
     if order is None or (grid_ids is not None and order.grid_id not in grid_ids):
         raise Refused(404, f"service request {request_id} not found")
     grids, teams = _lookups(db, community.grid_id)
