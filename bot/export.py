@@ -9,6 +9,7 @@ appear masked (王**, 138****5678); staff (team members, dispatchers, supervisor
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
@@ -62,9 +64,13 @@ GROUPS: list[tuple[stats.Group, str]] = [
     ("community", "社区"), ("team", "队伍"), ("grid", "网格"), ("handler", "处理人"),
 ]
 
+_ALL_BUT_LAST_FOUR = re.compile(r"\d(?=(?:\D*\d){4})")
 _HEAD_FONT = Font(bold=True)
 _HEAD_FILL = PatternFill("solid", fgColor="DDE5F0")
 _HEAD_ALIGN = Alignment(horizontal="center", vertical="center")
+# Text starting with one of these is a formula to Excel and WPS (or becomes one when the cell is edited, or
+# the sheet is saved as CSV): residents' words and names must never run as one.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def mask_name(person_name: str | None) -> str:
@@ -76,7 +82,13 @@ def mask_name(person_name: str | None) -> str:
 
 def reporter_label(person_name: str | None, phone: str | None) -> str:
     masked = mask_name(person_name)
-    return f"{masked} {mask_private(phone)}" if phone else masked
+    return f"{masked} {mask_phone(phone)}" if phone else masked
+
+
+def mask_phone(phone: str) -> str:
+    """A phone field is a phone whatever its form (+1 415…, 8 digits): all but its last four digits hidden."""
+    masked = mask_private(phone)
+    return masked if masked != phone else _ALL_BUT_LAST_FOUR.sub("*", phone)
 
 
 def staff_ids(db: Any) -> set[int]:
@@ -151,6 +163,24 @@ def event_note(event: Any, teams: dict[int, str], names: dict[int, str], numbers
     if detail.get("note"):
         parts.append(mask_private(str(detail["note"])))
     return "；".join(part for part in parts if part)
+
+
+def _safe(sheet: WriteOnlyWorksheet, value: Any) -> Any:
+    """`value` as it can be written: text without the control characters XLSX forbids, never a formula."""
+    if not isinstance(value, str):
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("", value)  # \x0b and the like would make openpyxl refuse the row
+    if not value.startswith(FORMULA_START):
+        return value
+    cell = WriteOnlyCell(sheet, value)  # openpyxl types '=…' as a formula even in a write-only sheet…
+    cell.data_type = "s"  # …so it is set back to text (an inline string in the file)
+    cell.quotePrefix = True  # Excel's leading ': still text when someone edits the cell
+    return cell
+
+
+def _append(sheet: WriteOnlyWorksheet, values: list[Any]) -> None:
+    """Every row goes through here: names, texts and notes are residents' words."""
+    sheet.append([_safe(sheet, value) for value in values])
 
 
 def _header(sheet: WriteOnlyWorksheet, columns: list[tuple[str, int]]) -> None:
@@ -261,10 +291,12 @@ def _orders_sheet(book: Workbook, db: Any, scope: dict, tz: tzinfo, now: datetim
     count = 0
     for row in db.execute(query.execution_options(yield_per=BATCH)):
         scores, comments = ratings.get((row.id, row.rating_round), ((), ()))
-        sheet.append([
+        _append(sheet, [
             row.number, naive_local(row.created_at, tz), reporter_label(row.reporter, row.phone), row.grid,
-            place_label(row), row.title, mask_private(row.text), labels["category"].get(row.category, row.category),
-            labels["urgency"].get(row.urgency, row.urgency), labels["matter"].get(row.matter, row.matter),
+            # titles are masked when the order is made, by the rules of that day: masked again here
+            place_label(row), mask_private(row.title), mask_private(row.text),
+            labels["category"].get(row.category, row.category), labels["urgency"].get(row.urgency, row.urgency),
+            labels["matter"].get(row.matter, row.matter),
             labels["state"].get(row.state, row.state), row.team, row.handler,
             naive_local(row.assigned_at, tz), naive_local(row.accepted_at, tz), naive_local(row.resolved_at, tz),
             naive_local(row.closed_at, tz), naive_local(row.respond_due, tz), naive_local(row.resolve_due, tz),
@@ -317,7 +349,7 @@ def _events_sheet(book: Workbook, db: Any, scope: dict, tz: tzinfo, staff: set[i
         if into:
             numbers.update(db.execute(select(Order.id, Order.number).where(col(Order.id).in_(into))).all())
         for row in rows:
-            sheet.append([
+            _append(sheet, [
                 row.number, naive_local(row.at, tz), ACTIONS.get(row.action, row.action),
                 person_label(row.actor_id, names, staff),
                 states.get(row.from_state, row.from_state) if row.from_state else None,
@@ -351,7 +383,7 @@ def _rates_sheet(book: Workbook, db: Any, community_id: int, now: datetime, sinc
             cell = WriteOnlyCell(sheet, value)
             cell.number_format = "0.0%"
             shares.append(cell)
-        sheet.append([label, r.name, r.reported, r.open, r.overdue, r.resolved, r.responded_on_time,
+        _append(sheet, [label, r.name, r.reported, r.open, r.overdue, r.resolved, r.responded_on_time,
                       r.response_settled, r.ratings, r.satisfied, *shares, r.avg_resolve_minutes])
     _filter(sheet, RATE_COLUMNS, len(rows))
 
@@ -381,7 +413,7 @@ def _notes_sheet(book: Workbook, db: Any, community_id: int, tz: tzinfo, now: da
         ("超时", "工单表：响应或办结晚于时限，或至今未完成且已过时限；三率表：仍未办结且已过办结时限"),
         ("报事人", "居民姓名和电话已脱敏；处理人员、书记、督办人员显示姓名"),
     ]:
-        sheet.append([key, value])
+        _append(sheet, [key, value])
 
 
 def bench_export(engine: Engine, path: Path | str) -> dict[str, Any]:

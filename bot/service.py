@@ -94,7 +94,7 @@ def offer_owner_code(core: Linli) -> None:
 
 
 def serve(settings: Settings, *, webhook: str | None = None, listen: str = "127.0.0.1:8443") -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, (settings.telegram_token, settings.matrix_password, settings.matrix_token))
     configured_services(settings)  # before any database is opened or created
     core = open_core(settings)
     running = transports(core, settings, webhook=webhook, listen=listen)

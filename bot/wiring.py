@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 from sqlalchemy import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
@@ -80,8 +83,95 @@ def _community(engine: Engine) -> CommunityConfig:
     return stored or zero_config()
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, secrets: Iterable[object] = ()) -> None:
+    """Log to stderr at `level`, with every secret redacted from every line (see `Redactor`).
+
+    `secrets` are the values to hide wherever they turn up: tokens and passwords from the settings, as
+    str or pydantic SecretStr (None is skipped). More can be added later with `hide_secret`.
+    """
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # a line per long poll at INFO; with DEBUG asked for, they come too (redacted: the URLs hold the token)
+    logging.getLogger("httpx").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
+    redactor = Redactor(_secret_values(secrets))
+    for handler in logging.getLogger().handlers:
+        for earlier in [f for f in handler.filters if isinstance(f, Redactor)]:
+            redactor.known |= earlier.known
+            handler.removeFilter(earlier)
+        handler.addFilter(redactor)
+
+
+def hide_secret(value: str | None) -> None:
+    """Redact `value` from now on (a secret made at run time, such as a webhook's or a fresh login's)."""
+    for handler in logging.getLogger().handlers:
+        for redactor in handler.filters:
+            if isinstance(redactor, Redactor):
+                redactor.add(value)
+
+
+def _secret_values(secrets: Iterable[object]) -> list[str]:
+    values = []
+    for secret in secrets:
+        value = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
+        if isinstance(value, str) and value:
+            values.append(value)
+    return values
+
+
+REDACTED = "[REDACTED]"
+SHORTEST_SECRET = 6  # shorter values would blank out ordinary words; the patterns below still catch them
+_KEY = r"[A-Za-z_-]*(?:token|password|passwd|secret|api[_-]?key)"
+_SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # the Bot API token is in every Bot API URL: https://api.telegram.org/bot123456:AA…/getUpdates
+    (re.compile(r"(bot\d+|\b\d{5,}):[A-Za-z0-9_-]{30,}"), rf"\g<1>:{REDACTED}"),
+    # "password": "…", 'secret_token': '…', access_token=…, password: …  (JSON, repr, query, prose)
+    (re.compile(rf"""(?i)(\b{_KEY}["']?\s*[:=]\s*)(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"'&,;}}\])]+)"""),
+     rf"\g<1>{REDACTED}"),
+    (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\g<1> {REDACTED}"),  # Authorization headers
+    (re.compile(r"\bsy[tr]_[A-Za-z0-9_]+"), REDACTED),  # Synapse access and refresh tokens
+    (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), rf"\g<1>{REDACTED}@"),  # postgresql://user:password@host
+]
+
+
+class Redactor(logging.Filter):
+    """Rewrites each record before any handler writes it: known secret values, in the forms a URL or JSON
+    body would carry them, and anything shaped like a token or a password, become [REDACTED]. Installed
+    on the root logger's handlers, it sees every library's lines (httpx, httpcore, telegram, nio, urllib3),
+    their arguments and their tracebacks, which often repeat the URL of the failed request."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.known: set[str] = set()
+        self._known: re.Pattern[str] | None = None
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        if not secret or len(secret) < SHORTEST_SECRET:
+            return
+        self.known |= {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+        self._known = None
+
+    def redact(self, text: str) -> str:
+        if self.known:
+            if self._known is None:
+                self._known = re.compile("|".join(re.escape(s) for s in sorted(self.known, key=len, reverse=True)))
+            text = self._known.sub(REDACTED, text)
+        for pattern, replacement in _SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: the handler reports it, with nothing secret in it
+            message = f"{record.msg} {record.args!r}"
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True

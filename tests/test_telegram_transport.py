@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import socket
 import subprocess
@@ -670,6 +671,12 @@ async def test_linli_run_serves_a_group(tg: TelegramApiServer, tmp_path: Path) -
     try:
         await tg.wait_for_call("getUpdates", timeout=30)
         group = tg.create_group("幸福小区业主群", members=[resident], admins=[wang], bot_admin=True)
+        said = tg.user_says(wang, group, "/绑定 LINLI")  # owning a group gives no authority over the community
+        await tg.wait_for_bot_message(group, "还没有书记、网格长或督办可以确认绑定", after=said, timeout=WAIT)
+        code = re.search(r"/认证 (LINLI-[A-Z0-9-]+)", (tmp_path / "run.log").read_text()).group(1)
+        direct = tg.private_chat(wang)
+        said = tg.user_says(wang, direct, f"/认证 {code}")  # the one-time code `linli run` printed
+        await tg.wait_for_bot_message(direct, "认证成功", after=said, timeout=WAIT)
         said = tg.user_says(wang, group, "/绑定 LINLI")
         await tg.wait_for_bot_message(group, "本群已绑定到", after=said, timeout=WAIT)
         said = tg.user_says(resident, group, "3栋2单元楼道灯坏了，晚上黑漆漆的")

@@ -133,7 +133,7 @@ def requests(
 
 
 @router.get("/requests/{request_id}.json", summary="One service request")
-def one_request(request: Request, request_id: Annotated[str, PathParam(max_length=64)], db: Db,
+def one_request(request: Request, request_id: Annotated[str, PathParam(max_length=64, examples=["4"])], db: Db,
                 viewer: OptionalViewer) -> list[dict[str, Any]]:
     community = request.app.state.community
     grid_ids = _scope(request, viewer)
