@@ -79,6 +79,23 @@ _OPEN_HOLE = (
     r"没(?:有)?盖子.{0,20}(?:掉|栽|摔)|栽进|掉进(?:井|坑|洞)|空井道",
     r"漏电|电线.{0,6}(?:冒|烧|掉)|短路|嘶嘶",
 )
+# Danger said indirectly: someone alone and silent for days, a medical crisis, a child at a window, something
+# about to fall, a tree on the wires, a broken manhole, a fight about to start, a stove that will not go out.
+_AT_RISK = (
+    r"(?:好几|几|两|三|四|五|多)天.{0,12}(?:没见|没出门|没开门|不开门|没人应|没动静|没露面|没下楼|冇开门|冇见|冇出"
+    r"|联系不上|打不通)|敲门.{0,8}(?:没人应|不应|没反应|没人开|冇人应)|(?:独居|一个人住).{0,20}(?:联系不上|没动静)",
+    r"胸口痛|胸痛|胸口疼|心口痛|心口疼|喘不上气|喘不过气|呼吸困难|透不过气|羊水破|破水了|要生了",
+    r"(?:孕妇|怀孕|大肚).{0,10}(?:出血|流血|肚子痛|晕)|高烧|烧到(?:39|40|41|三十九|四十)|惊厥",
+    r"(?:孩子|小孩|娃|小朋友|宝宝|细路|仔).{0,10}(?:窗台|窗户外|窗外|阳台边|栏杆外|爬上窗|爬出)"
+    r"|(?:窗台|窗户外|窗沿).{0,10}(?:孩子|小孩|娃|小朋友|宝宝)",
+    r"(?:空调外机|空调架|外机|支架|铁皮|彩钢瓦|广告牌|招牌|外墙|雨棚|遮阳棚|屋顶|顶棚).{0,10}"
+    r"(?:松动|松了|晃|摇|要掉|快掉|悬着|吊着|翘起|脱落)",
+    r"树.{0,12}(?:压|靠|倒|搭|挂).{0,6}(?:电线|高压线|电缆)|(?:电线|高压线).{0,8}(?:被树|压着|搭在)",
+    r"井盖.{0,6}(?:坏|破|裂|松|歪|移位|开着|没盖|打开|凹|陷)|(?:窨井|化粪池).{0,6}(?:口|盖).{0,4}(?:开|没|破)",
+    r"(?:快|要|马上就?)打起来|吵.{0,10}(?:动手|拿刀|拿棍|抄家伙|推搡)|抄家伙",
+    r"(?:灶|火|煤气|燃气).{0,6}(?:关不掉|关不了|关不上|拧不紧|熄不了)|燃气表.{0,6}(?:响|嘶|转得飞快)"
+    r"|烧塑料|塑料烧|胶皮味|橡胶味|电线.{0,4}味",
+)
 _ENGLISH = (
     r"\bfire\b(?! (?:lane|exit|door|truck|engine|hydrant|extinguisher|escape|alarm test|drill))|on fire|burning",
     r"flames?\b|smoke(?! detector| alarm)|smoking|sparks?\b|gas (?:smell|leak)|smell(?:s|ing)? (?:of )?gas",
@@ -90,10 +107,20 @@ _ENGLISH = (
     r"(?<!water )(?<!pillow )fight(?:ing)?\b|bleeding|blood(?! pressure| test| donat)|knife|attacked|bitten",
     r"fell from|thrown from|falling from|manhole (?:cover )?(?:missing|open|gone)|open manhole",
     r"electric shock|electrocut|call (?:the )?(?:police|120|119|an ambulance)|\bhelp!",
+    r"(?:haven't|have not|hasn't|not) (?:seen|heard).{0,30}(?:days|week)|not answering.{0,20}(?:door|days|phone)"
+    r"|(?:mail|milk|newspapers?|deliver\w*).{0,20}piling",
+    r"chest (?:pain|hurts)|can'?t breathe|short of breath|water (?:has |just )?broke|in labou?r"
+    r"|pregnant.{0,30}(?:bleed|blood|pain)|high fever|fever of (?:39|40|41)|seizure",
+    r"window (?:ledge|sill)|on the ledge|(?:child|kid|toddler|boy|girl).{0,30}(?:balcony railing|window)",
+    r"(?:bracket|air ?con|a/?c unit|\bac\b|sign|billboard|panel|roof(?:ing)?|sheet).{0,30}"
+    r"(?:loose|swaying|hanging|about to fall|wobbl|flapping|coming off)",
+    r"tree.{0,30}(?:power ?lines?|wires?|cables?)|manhole|about to (?:fight|get physical|come to blows)"
+    r"|squaring up|(?:stove|hob|burner|gas).{0,20}(?:won'?t|can'?t|doesn'?t) (?:turn|switch|shut) off"
+    r"|hissing|burning smell|smell(?:s|ing)? (?:of )?(?:burning|smoke)",
 )
 # Chinese and English apart: one case-insensitive pattern for both is twice as slow.
 RED_CUES = re.compile("|".join((*_FIRE, *_GAS, *_TRAPPED, *_FALLEN, *_MISSING, *_FLOOD, *_VIOLENCE, *_FALLING,
-                                *_OPEN_HOLE)))
+                                *_OPEN_HOLE, *_AT_RISK)))
 RED_CUES_EN = re.compile("|".join(_ENGLISH), re.I)
 _MISSING_CUES = re.compile("|".join((*_MISSING, _ENGLISH[4], _ENGLISH[5])), re.I)
 _LATIN = re.compile("[a-z]")

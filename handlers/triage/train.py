@@ -157,8 +157,9 @@ def train(paths: Sequence[Path], out: Path, *, base: bool = True, settings: Sett
 
 
 def rebuild(data: Path = REPO_DATA, out: Path = DEFAULT_MODEL) -> TriageModel:
-    """The shipped model from data/triage/*-train.jsonl (never the *-test files)."""
-    paths = sorted(path for path in data.glob("*-train.jsonl"))
+    """The shipped model from data/triage/*-train.jsonl and data/triage/writers/*-train.jsonl (one file per
+    writer, so each line's provenance shows). Never the *-test files, never data/triage/independent/."""
+    paths = sorted([*data.glob("*-train.jsonl"), *data.glob("writers/*-train.jsonl")])
     examples = read_all(paths)
     model = fit(examples, meta={"trained_on": [path.name for path in paths]})
     model.save(out)
