@@ -68,7 +68,7 @@ def sane_year(moment: Moment) -> Moment:
 
 Day = Annotated[date, AfterValidator(sane_year)]
 Instant = Annotated[datetime, AfterValidator(sane_year)]
-OrderNumber = Annotated[int, PathParam(ge=1, le=MAX_ID, description="工单号")]
+OrderNumber = Annotated[int, PathParam(ge=1, le=MAX_ID, description="工单号", examples=[4])]
 PhotoId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
