@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from bot.web import dashboard
 from bot.web.app import MAX_ID, PRINTABLE, Db, Instant, OptionalViewer, Refused
+from handlers import orders
 from handlers.triage.normalize import mask_private
 from storage.models import Grid, Order, Team
 
@@ -51,7 +52,7 @@ def request_of(order: Order, grids: dict[int, Grid], teams: dict[int, str], tz: 
         "status_notes": dashboard.names_of("state").get(order.state, order.state),
         "service_name": dashboard.names_of("category").get(order.category, order.category),
         "service_code": order.category,
-        "description": mask_private(order.title),
+        "description": mask_private(orders.title_for(order, details=False)),  # a 私事 is never described
         "agency_responsible": teams.get(order.team_id or 0),
         "service_notice": None,
         "requested_datetime": _w3c(order.created_at, tz),
