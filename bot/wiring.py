@@ -128,7 +128,7 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # "password": "…", 'secret_token': '…', access_token=…, password: …  (JSON, repr, query, prose)
     (re.compile(rf"""(?i)(\b{_KEY}["']?\s*[:=]\s*)(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"'&,;}}\])]+)"""),
      rf"\g<1>{REDACTED}"),
-    (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\g<1> {REDACTED}"),  # Authorization headers
+    (re.compile(r"\b(Bearer|Basic) +[A-Za-z0-9._~+/=-]{8,}"), rf"\g<1> {REDACTED}"),  # Authorization headers
     (re.compile(r"\bsy[tr]_[A-Za-z0-9_]+"), REDACTED),  # Synapse access and refresh tokens
     (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), rf"\g<1>{REDACTED}@"),  # postgresql://user:password@host
 ]
@@ -150,7 +150,11 @@ class Redactor(logging.Filter):
     def add(self, secret: str | None) -> None:
         if not secret or len(secret) < SHORTEST_SECRET:
             return
-        self.known |= {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+        forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+        bot_id, colon, key = secret.partition(":")
+        if colon and bot_id.isdigit() and len(key) >= SHORTEST_SECRET:
+            forms.add(key)  # a Bot API token's secret half, wherever it is cut from its bot id
+        self.known |= forms
         self._known = None
 
     def redact(self, text: str) -> str:
@@ -165,7 +169,7 @@ class Redactor(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a broken format string: the handler reports it, with nothing secret in it
+        except Exception:  # a broken format string: the line is written as it came, redacted all the same
             message = f"{record.msg} {record.args!r}"
         record.msg, record.args = self.redact(message), None
         if record.exc_info and not record.exc_text:

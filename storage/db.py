@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
+PRIVATE_FILE = 0o600  # residents' names, phones and addresses: for the account that runs Linli only
+PRIVATE_DIR = 0o700
+
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            private_sqlite_file(Path(parsed.database))
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the database file (and a missing folder for it) readable by its owner only, before SQLite
+    opens it: SQLite would create it 0644 under the usual umask, and gives its -wal, -shm and -journal
+    files the mode of the database file. A file left group- or world-readable by an older Linli is
+    closed too; one owned by another account is left as it is."""
+    created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for folder in created:
+        with contextlib.suppress(OSError):
+            folder.chmod(PRIVATE_DIR)  # mkdir's mode is cut by the umask, chmod's is not
+    _create_private(path)
+    for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+                     path.with_name(path.name + "-journal")):
+        _close_to_others(existing)
+
+
+def _create_private(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except OSError:  # there already, or not creatable: SQLite then says why, in its own words
+        return
+    try:
+        os.fchmod(descriptor, PRIVATE_FILE)  # exactly 0600, whatever the umask took away
+    finally:
+        os.close(descriptor)
+
+
+def _close_to_others(path: Path) -> None:
+    with contextlib.suppress(OSError):  # missing, or not ours to change
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
