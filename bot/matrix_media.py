@@ -76,7 +76,7 @@ class MediaStore:
         if size is not None and size > self.limit:
             raise TooLarge(f"{mxc} announces {size} bytes (limit {self.limit})")
         path = path_for(self.media_dir, mxc, mimetype)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # residents' photos: the owner's only
         server, media_id = split_mxc(mxc)
         partial = path.with_name(path.name + ".part")
         try:
@@ -100,7 +100,7 @@ class MediaStore:
             if (response.content_length or 0) > self.limit:
                 raise TooLarge(f"{url} is {response.content_length} bytes (limit {self.limit})")
             got = 0
-            with target.open("wb") as out:
+            with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     got += len(chunk)
                     if got > self.limit:

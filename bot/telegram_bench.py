@@ -80,8 +80,8 @@ async def _run(server: Any, transport: TelegramTransport, updates: int, timeout:
     resident = server.create_user("居民")
     secretary = server.create_user("书记")
     group = server.create_group("bench", members=[resident], admins=[secretary], bot_admin=True)
-    said = server.user_says(secretary, group, "/绑定 LINLI")
-    await server.wait_for_bot_message(group, "LINLI", after=said, timeout=30)  # warm: connected, jieba loaded
+    said = server.user_says(secretary, group, "/帮助")
+    await server.wait_for_bot_message(group, "用法", after=said, timeout=30)  # warm: connected, jieba loaded
 
     # a burst: every report at once, as fast as the server takes them
     sent = {server.user_says(resident, group, f"/报事 {n}号楼道灯不亮")["message_id"]: time.time()
