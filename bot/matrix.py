@@ -71,8 +71,6 @@ from handlers.router import Linli
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-if logging.getLogger("nio").level == logging.NOTSET and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-    logging.getLogger("nio").setLevel(logging.WARNING)  # it logs every event of every room at INFO
 
 DISPLAY_NAME = "邻里助手"  # given to the bot's account when it has none
 MAX_JOIN_TRIES = 20  # an invitation the homeserver keeps refusing to let us join is let go

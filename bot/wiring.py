@@ -94,6 +94,8 @@ def configure_logging(level: str, secrets: Iterable[object] = ()) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # a line per long poll at INFO; with DEBUG asked for, they come too (redacted: the URLs hold the token)
     logging.getLogger("httpx").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
+    # matrix-nio logs every event of every room at INFO: only with DEBUG asked for
+    logging.getLogger("nio").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
     redactor = Redactor(_secret_values(secrets))
     for handler in logging.getLogger().handlers:
         for earlier in [f for f in handler.filters if isinstance(f, Redactor)]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import Session
+from sqlalchemy import ColumnElement, and_, or_
+from sqlmodel import Session, col
 
 from handlers.community import SlaPolicy, parse_duration
+from handlers.lifecycle import OPEN_STATES
 from handlers.workdays import WorkCalendar
 from storage import repo
 from storage.models import Order, Reminder
@@ -23,6 +25,26 @@ MET_FIELD = {"response": "accepted_at", "on_scene": "arrived_at", "plan": "plann
 ESCALATING = ("plan", "resolution")  # milestones whose slipping blows the whistle
 MIN_GRACE = timedelta(minutes=1)
 NUDGE_FROM = timedelta(minutes=20)  # shorter spans get no early nudges: they would only be noise
+
+
+def open_deadlines(order: Order) -> list[datetime]:
+    """The deadlines of the milestones this order has not reached yet (none once it is finished)."""
+    if order.state not in OPEN_STATES:
+        return []
+    return [due for milestone, field in DUE_FIELD.items()
+            if (due := getattr(order, field)) is not None and getattr(order, MET_FIELD[milestone]) is None]
+
+
+def is_overdue(order: Order, now: datetime) -> bool:
+    """超时: an open order with a milestone (respond, on the scene, plan, resolve, report back) it has not
+    reached by its deadline. The one meaning, in chat lists, cards, digests, rates, the web and the ledger."""
+    return any(due < now for due in open_deadlines(order))
+
+
+def overdue_clause(now: datetime) -> ColumnElement[bool]:
+    """`is_overdue` as SQL, for counting many orders at once."""
+    missed = [and_(getattr(Order, DUE_FIELD[m]) < now, col(getattr(Order, MET_FIELD[m])).is_(None)) for m in DUE_FIELD]
+    return and_(col(Order.state).in_(sorted(OPEN_STATES)), or_(*missed))
 
 
 def start(db: Session, order: Order, policy: SlaPolicy, now: datetime, calendar: WorkCalendar, *,

@@ -122,7 +122,7 @@ def _candidates(*, same_place: bool) -> Select:
     query = (
         select(Order.id, Order.text, Order.building)
         .where(Order.grid_id == bindparam("grid"), Order.category == bindparam("category"),
-               Order.id != bindparam("me"), col(Order.state).in_([s.value for s in OPEN_STATES]),
+               Order.id != bindparam("me"), col(Order.state).in_(sorted(OPEN_STATES)),
                Order.created_at >= bindparam("since"))
         .order_by(col(Order.id).desc())
         .limit(DUPLICATE_CANDIDATES)
@@ -176,7 +176,7 @@ def answer_duplicate(turn: Turn, prompt_id: int, yes: bool) -> None:
     if not yes:
         turn.alert("dup.kept", number=order.number)
         return
-    if order.state not in [s.value for s in OPEN_STATES] or into.state not in [s.value for s in OPEN_STATES]:
+    if order.state not in OPEN_STATES or into.state not in OPEN_STATES:
         turn.refuse("prompt.gone")
         return
     # The reporter says it is the same problem: the system merges it on their word.
@@ -250,7 +250,7 @@ def latest_open_order(turn: Turn) -> Order | None:
     """The most recent open order of this chat: what a bare "+1" most likely answers."""
     query = (
         select(Order)
-        .where(Order.chat_id == turn.chat.id, Order.state.in_([s.value for s in OPEN_STATES]))  # type: ignore[attr-defined]
+        .where(Order.chat_id == turn.chat.id, Order.state.in_(sorted(OPEN_STATES)))  # type: ignore[attr-defined]
         .order_by(Order.id.desc())  # type: ignore[union-attr]
         .limit(1)
     )

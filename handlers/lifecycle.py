@@ -23,7 +23,10 @@ class State(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The state sets, defined here only. States are StrEnums, so these serve SQL `in_` as they are.
 OPEN_STATES = frozenset({State.REPORTED, State.ASSIGNED, State.IN_PROGRESS, State.REOPENED})
+DONE_STATES = frozenset({State.RESOLVED, State.CLOSED})  # finished: counts for the resolution rate
+COUNTED_STATES = OPEN_STATES | DONE_STATES  # what the rates count: merged and cancelled orders are left out
 FINAL_STATES = frozenset({State.CLOSED, State.MERGED, State.CANCELLED})
 
 

@@ -157,12 +157,7 @@ def place_label(order: Order) -> str:
     return "".join(parts) + (order.room or "")
 
 
-def open_deadlines(order: Order) -> list[datetime]:
-    """The deadlines of the milestones this order has not reached yet."""
-    if order.state not in OPEN_STATES:
-        return []
-    return [due for milestone, field in deadlines.DUE_FIELD.items()
-            if (due := getattr(order, field)) is not None and getattr(order, deadlines.MET_FIELD[milestone]) is None]
+open_deadlines = deadlines.open_deadlines
 
 
 def warning(order: Order, now: datetime) -> str:
@@ -178,8 +173,7 @@ def warning(order: Order, now: datetime) -> str:
     return "blue"
 
 
-def is_overdue(order: Order, now: datetime) -> bool:
-    return any(due < now for due in open_deadlines(order))
+is_overdue = deadlines.is_overdue
 
 
 def card_params(db: Session, order: Order, tz: ZoneInfo, now: datetime) -> dict[str, Any]:

@@ -16,7 +16,7 @@ PERIODS = {
     "本月": "month", "这个月": "month", "month": "month",
     "全部": "all", "all": "all",
 }
-_OPEN = [state.value for state in OPEN_STATES]
+_OPEN = sorted(OPEN_STATES)
 
 
 def status(turn: Turn, order: Order) -> None:

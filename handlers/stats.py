@@ -17,13 +17,15 @@ from typing import Literal
 from sqlalchemy import and_, case, func, or_, select
 from sqlmodel import Session, col
 
+from handlers import deadlines
+from handlers.lifecycle import COUNTED_STATES, DONE_STATES, OPEN_STATES
 from storage.models import Grid, Order, Person, Points, Rating, Team
 
 Group = Literal["community", "team", "grid", "handler"]
 SATISFIED_AT = 3
-_COUNTED = ("reported", "assigned", "in_progress", "resolved", "closed", "reopened")
-_DONE = ("resolved", "closed")
-_OPEN = ("reported", "assigned", "in_progress", "reopened")
+_COUNTED = sorted(COUNTED_STATES)
+_DONE = sorted(DONE_STATES)
+_OPEN = sorted(OPEN_STATES)
 
 
 def percent(value: float | None) -> str:
@@ -109,7 +111,7 @@ def rates(
     )
     done = col(Order.state).in_(_DONE)
     is_open = col(Order.state).in_(_OPEN)
-    late = overdue_clause(now)
+    late = deadlines.overdue_clause(now)
     minutes = (func.julianday(Order.resolved_at) - func.julianday(Order.created_at)) * 1440.0
     if db.get_bind().dialect.name != "sqlite":
         minutes = func.extract("epoch", Order.resolved_at - Order.created_at) / 60.0
@@ -180,9 +182,7 @@ def ranking(db: Session, limit: int = 10) -> list[tuple[str, int, int]]:
 
 
 # --- what the dashboards and the ledger add: calendar periods and series over time ---------------
-def overdue_clause(now: datetime):  # type: ignore[no-untyped-def]
-    """An open order past its resolution deadline: the one meaning of 超时 in counts and boards."""
-    return and_(col(Order.state).in_(_OPEN), Order.resolve_due < now)
+
 
 
 def period_bounds(period: str, now: datetime, tz: tzinfo) -> tuple[datetime | None, datetime | None]:

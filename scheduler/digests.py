@@ -22,7 +22,7 @@ from handlers.workdays import parse_clock
 from storage import repo
 from storage.models import Chat, Digest, Order, Person, RoleGrant
 
-OPEN = [state.value for state in OPEN_STATES]
+OPEN = sorted(OPEN_STATES)
 LISTED = 5  # overdue orders named in a daily digest
 
 

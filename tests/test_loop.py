@@ -201,3 +201,19 @@ def test_followers_hear_of_progress(hood: Neighbourhood) -> None:
     hood.say("张书记", f"/派单 #{number} @刘师傅")
     hood.say("刘师傅", f"/接单 #{number}")
     hood.expect(f"#{number} 刘师傅已接单", "@王阿姨", "@李姐")
+
+
+def test_overdue_means_the_same_in_the_list_and_the_rates(hood: Neighbourhood) -> None:
+    """Ten minutes after dispatch the response deadline (5 minutes) has passed: late everywhere."""
+    number = hood.report()
+    hood.say("张书记", f"/派单 #{number} @刘师傅")
+    hood.clock.advance(minutes=10)
+    hood.say("张书记", "/待办")
+    hood.expect(f"#{number}", "⚠超时")
+    hood.say("张书记", "/统计 今天")
+    hood.expect("超时 1")
+    hood.say("刘师傅", f"/接单 #{number}")  # late, but the response is now made; 30 minutes to resolve
+    hood.say("张书记", "/待办")
+    assert "⚠超时" not in hood.answer()
+    hood.say("张书记", "/统计 今天")
+    hood.expect("超时 0")

@@ -14,7 +14,7 @@ from bot.export import reporter_label
 from bot.web import dashboard
 from bot.web.access import Viewer
 from bot.web.app import MAX_ID, PRINTABLE, CurrentViewer, Day, Db, OrderNumber, Refused, order_in_scope
-from handlers import stats
+from handlers import orders, stats
 from handlers.orders import place_label
 from storage import repo
 from storage.models import Grid, Order, Person, Team
@@ -136,7 +136,7 @@ def order_out(db: Session, order: Order, now: datetime) -> OrderOut:
         created_at=order.created_at, assigned_at=order.assigned_at, accepted_at=order.accepted_at,
         resolved_at=order.resolved_at, closed_at=order.closed_at, respond_due=order.respond_due,
         resolve_due=order.resolve_due, level=order.level,
-        overdue=bool(order.state in dashboard.OPEN and order.resolve_due and order.resolve_due < now),
+        overdue=orders.is_overdue(order, now),
     )
 
 

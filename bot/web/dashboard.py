@@ -13,14 +13,15 @@ from sqlmodel import Session, col, select
 from bot.export import ACTIONS, event_note, mask_name, person_label, reporter_label, staff_ids
 from bot.render import NAMES, name
 from handlers import orders, stats
+from handlers.lifecycle import DONE_STATES, OPEN_STATES
 from handlers.orders import place_label
 from handlers.triage.normalize import mask_private
 from storage import repo
 from storage.models import Grid, Order, Person, Photo, Rating, Team
 
 LANG = "zh"
-OPEN = ("reported", "assigned", "in_progress", "reopened")
-DONE = ("resolved", "closed")
+OPEN = sorted(OPEN_STATES)
+DONE = sorted(DONE_STATES)
 URGENCIES = ("red", "yellow", "blue")
 PERIODS = {"today": "今天", "week": "本周", "month": "本月", "all": "全部"}
 METRICS = {"response_rate": "响应率", "resolution_rate": "解决率", "satisfaction_rate": "满意率"}
