@@ -223,24 +223,6 @@ def bench_rates(url: str, orders: int) -> dict[str, Any]:
     return {"orders": orders, "ms": round(elapsed * 1000, 1), "counted": overall[0].reported if overall else 0}
 
 
-def bench_matrix_transport(url: str, events: int = 100) -> dict[str, Any]:
-    """Reports per second through the Matrix transport against a local Synapse the benchmark starts.
-
-    Synapse is started the way the tests start it, so this runs from a checkout of the repository.
-    """
-    if not _repository_tests():
-        return {"skipped": "needs the repository's tests/ (it starts a local Synapse)"}
-    from bot.matrix_bench import bench_matrix
-    from tests.servers.synapse import start_synapse
-
-    with tempfile.TemporaryDirectory(prefix="linli-bench-synapse-") as scratch:
-        server = start_synapse(scratch, relaxed_limits=True)
-        try:
-            return bench_matrix(server.url, server.shared_secret, events=events, database_url=url)
-        finally:
-            server.stop()
-
-
 def bench_export_ledger(url: str, orders: int) -> dict[str, Any]:
     """The XLSX ledger of `orders` orders."""
     from bot.export import bench_export
@@ -309,66 +291,6 @@ def bench_lateness(url: str, reminders: int = 200, every: float = 1.0) -> dict[s
             "max_s": round(max(late), 3)}
 
 
-def _repository_tests() -> bool:
-    """The servers the tests start (Synapse, a Bot API server) live in the repository's tests/."""
-    if (REPOSITORY / "tests").is_dir() and str(REPOSITORY) not in sys.path:
-        sys.path.insert(0, str(REPOSITORY))
-    try:
-        import tests.servers.synapse
-        import tests.servers.telegram_api  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def bench_telegram_transport(url: str) -> dict[str, Any]:
-    """Updates per second through the Telegram transport against a local Bot API server."""
-    if not _repository_tests():
-        return {"skipped": "needs the repository's tests/ (it starts a local Bot API server)"}
-    from bot.telegram_bench import bench_telegram
-
-    return bench_telegram(url)
-
-
-def bench_run_memory(url: str, seconds: float = 8.0) -> dict[str, Any]:
-    """`linli run` with both transports, against a local Synapse and Bot API server: its resident memory."""
-    if not _repository_tests():
-        return {"skipped": "needs the repository's tests/ (it starts Synapse and a Bot API server)"}
-    from tests.servers.synapse import start_synapse
-    from tests.servers.telegram_api import TelegramApiServer
-
-    bot_api = TelegramApiServer()
-    bot_api.start()
-    with tempfile.TemporaryDirectory(prefix="linli-bench-run-") as scratch:
-        synapse = start_synapse(Path(scratch) / "synapse")
-        try:
-            synapse.register("linli", "bench-password")
-            env = {**os.environ, "LINLI_DATABASE_URL": url, "LINLI_TELEGRAM_TOKEN": bot_api.token,
-                   "LINLI_TELEGRAM_API_URL": bot_api.base_url, "LINLI_MATRIX_HOMESERVER": synapse.url,
-                   "LINLI_MATRIX_USER": "linli", "LINLI_MATRIX_PASSWORD": "bench-password",
-                   "LINLI_CONFIG": str(Path(scratch) / "none.toml")}
-            process = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], cwd=REPOSITORY, env=env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                time.sleep(seconds)
-                alive = process.poll() is None
-                rss = _rss_mb(process.pid) if alive else None
-            finally:
-                process.terminate()
-                process.wait(timeout=20)
-        finally:
-            synapse.stop()
-            bot_api.stop()
-    return {"rss_mb": rss, "transports": ["telegram", "matrix"], "after_s": seconds, "ran": alive}
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 def run_benchmarks(db: str | None, *, only: set[str], messages: int = 3000, orders: int = 100_000,
                    console: Console | None = None) -> dict[str, Any]:
     """Run the chosen benchmarks, each on a fresh scratch database: a temporary SQLite file, or, with `db`,
@@ -381,18 +303,14 @@ def run_benchmarks(db: str | None, *, only: set[str], messages: int = 3000, orde
         "rates": lambda url: bench_rates(url, orders),
         "lateness": lambda url: bench_lateness(url),
         "export": lambda url: bench_export_ledger(url, min(orders, 20_000)),
-        "matrix": lambda url: bench_matrix_transport(url),
-        "telegram": lambda url: bench_telegram_transport(url),
-        "run": lambda url: bench_run_memory(url),
     }
-    slow = {"matrix", "telegram", "run"}  # they start servers: only when asked for by name
     unknown = only - set(plan)
     if unknown:
         raise ValueError(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(plan)}")
     if db is not None:
         refuse_a_database_in_use(db)
     for name, run in plan.items():
-        if (only and name not in only) or (not only and name in slow):
+        if only and name not in only:
             continue
         if console:
             console.print(f"[dim]running {name}…[/]")

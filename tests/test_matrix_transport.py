@@ -593,7 +593,7 @@ class Proxy:
 
 
 def test_bench_matrix_measures_reports_per_second(synapse_server: SynapseServer) -> None:
-    from bot.matrix_bench import bench_matrix
+    from tests.benchmarks.matrix_transport import bench_matrix
 
     figures = bench_matrix(synapse_server.url, synapse_server.shared_secret, events=5, timeout=30)
     assert figures["events"] == 5 and figures["parked"] == 0

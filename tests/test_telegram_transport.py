@@ -691,7 +691,7 @@ async def test_linli_run_serves_a_group(tg: TelegramApiServer, tmp_path: Path) -
 
 
 def test_bench_telegram_measures_updates_per_second() -> None:
-    from bot.telegram_bench import bench_telegram
+    from tests.benchmarks.telegram_transport import bench_telegram
 
     figures = bench_telegram(updates=40)
     assert figures["updates"] == 40 and figures["parked"] == 0
