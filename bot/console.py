@@ -102,8 +102,8 @@ class ConsoleChat:
         chat = action.chat_id
         private = None
         if action.kind is Kind.DIRECT:
-            person, _ = self.core.person(action.person_id or 0, SERVICE)
-            chat = f"私聊:{person.name if person else action.person_id}"
+            contact = self.core.contact(action.person_id or 0, SERVICE)
+            chat = f"私聊:{contact.name if contact else action.person_id}"
         elif action.kind is Kind.ALERT:
             private = "presser"
         return Posted(f"{self._session}-b{next(self._ids)}", chat, self.bot_name, text,

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from handlers import outbox
 from handlers.clock import Clock
 from handlers.protocol import Kind, Outgoing
+from scheduler.sweep import Offload, inline
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,9 @@ def lanes(action: Outgoing) -> set[str]:
 class InOrder:
     """One transport's outbound queue discipline."""
 
-    def __init__(self, service: str, engine: Engine, clock: Clock, *, name: str) -> None:
+    def __init__(self, service: str, engine: Engine, clock: Clock, *, name: str, offload: Offload = inline) -> None:
         self.service, self.engine, self.clock, self.name = service, engine, clock, name
+        self.offload = offload  # the core's worker thread: parking writes to the database, off the event loop
         self.parked = 0  # actions left in the outbox for a later try
         self.unposted: set[int] = set()  # orders whose card is parked: their edits wait behind it
         self.lock = asyncio.Lock()
@@ -78,13 +80,13 @@ class InOrder:
                         log.exception("%s: could not post %s", self.name, action.text.key)
                         reason = repr(error)
                     blocked.update(dict.fromkeys(its_lanes, reason))
-                self.park(action, reason)
+                await self.park(action, reason)
 
-    def park(self, action: Outgoing, error: str) -> None:
+    async def park(self, action: Outgoing, error: str) -> None:
         if action.kind is Kind.CARD and action.order_id is not None:
             self.unposted.add(action.order_id)
         # marked as this transport's, so the retry comes back to it only
-        outbox.park(self.engine, replace(action, service=self.service), error, self.clock.now())
+        await self.offload(outbox.park, self.engine, replace(action, service=self.service), error, self.clock.now())
         self.parked += 1
         log.warning("%s: parked %s for later (%s)", self.name, action.text.key, error)
 

@@ -158,7 +158,7 @@ class MatrixTransport:
         self._creators: dict[str, frozenset[str]] = {}
         self._direct_rooms: dict[str, bool] = {}
         self._said: set[str] = set()
-        self._outbound = InOrder(SERVICE, core.engine, core.clock, name="Matrix")
+        self._outbound = InOrder(SERVICE, core.engine, core.clock, name="Matrix", offload=core.call)
         self._declined: set[str] = set()
         self._invites: dict[str, tuple[list[Any], int]] = {}  # invitations not joined yet: state, tries
         self._pressed: dict[str, Pressed] = {}
@@ -422,7 +422,7 @@ class MatrixTransport:
             return
         self.handled += 1
         try:
-            await self.deliver(self.core.handle(incoming))
+            await self.deliver(await self.core.handle_async(incoming))
         finally:
             self._pressed.pop(incoming.message_id or "", None)
 
@@ -444,7 +444,7 @@ class MatrixTransport:
         choice = choice_of(incoming.text)
         if choice is None or choice.follow:
             return incoming
-        press = self._press(room_id, incoming.reply_to, choice)
+        press = await self._press(room_id, incoming.reply_to, choice)
         return replace(incoming, text="", button=press) if press else incoming
 
     async def _reaction(self, room_id: str, source: dict[str, Any]) -> Incoming | None:
@@ -455,11 +455,11 @@ class MatrixTransport:
         event_id, sender = source.get("event_id") or "", source["sender"]
         if choice.follow:
             # the core's "+1" rules: a reporter's own thumbs-up is no follow
-            if self.core.order_for_message(SERVICE, room_id, target) is None:
+            if await self.core.call(self.core.order_for_message, SERVICE, room_id, target) is None:
                 return None
             press, text = None, "+1"
         else:
-            press, text = self._press(room_id, target, choice), ""
+            press, text = await self._press(room_id, target, choice), ""
             if press is None:
                 return None
         where = await self._where(room_id, sender)
@@ -468,10 +468,10 @@ class MatrixTransport:
                         text=text, message_id=event_id, chat_title=where.title, is_direct=where.is_direct,
                         reply_to=target, button=press, sender_is_admin=where.sender_is_admin)
 
-    def _press(self, room_id: str, target: str, choice: Choice) -> str | None:
+    async def _press(self, room_id: str, target: str, choice: Choice) -> str | None:
         stored = self._recall(_key("btn", target))
         buttons = json.loads(stored) if stored else None
-        return press_for(choice, buttons, self.core.order_for_message(SERVICE, room_id, target))
+        return press_for(choice, buttons, await self.core.call(self.core.order_for_message, SERVICE, room_id, target))
 
     async def _where(self, room_id: str, sender: str) -> Where:
         room = self._client().rooms.get(room_id)
@@ -532,7 +532,7 @@ class MatrixTransport:
             log.warning("Matrix: could not join %s (try %d): %s", room_id, tries + 1, error)
             return
         self._invites.pop(room_id, None)
-        if not direct and not (inviter and self.core.may_invite(SERVICE, inviter)):
+        if not direct and not (inviter and await self.core.call(self.core.may_invite, SERVICE, inviter)):
             self._declined.add(room_id)
             log.info("Matrix: %s may not invite the bot; leaving %s", inviter, room_id)
             with contextlib.suppress(Undeliverable):
@@ -617,7 +617,7 @@ class MatrixTransport:
         if self.client is None or not self._ready:
             raise Undeliverable("not connected to the homeserver yet")
         if action.kind is Kind.UPDATE_CARD:
-            for link in self.core.cards(action.order_id or 0, SERVICE):
+            for link in await self.core.call(self.core.cards, action.order_id or 0, SERVICE):
                 await self._send(link.chat, edit_content(action, link.message_ref), budget)
                 self._keep_buttons(link.message_ref, action)
             return
@@ -627,18 +627,18 @@ class MatrixTransport:
             reply_to = pressed.target
             to = pressed.who if action.kind is Kind.ALERT else None
         if action.kind is Kind.DIRECT:
-            _, identity = self.core.person(action.person_id or 0, SERVICE)
-            if identity is None:
+            contact = await self.core.call(self.core.contact, action.person_id or 0, SERVICE)
+            if contact is None or contact.external_id is None:
                 return  # no Matrix account: another transport carries it
-            room_id, reply_to = await self.direct_room(identity.external_id, identity.direct_chat), None
+            room_id, reply_to = await self.direct_room(contact.external_id, contact.direct_chat), None
         if not room_id:
             return
         if action.photo:
             image = await self._post_photo(room_id, action, budget)
             if image:
-                self.core.sent(action, image)
+                await self.core.call(self.core.sent, action, image)
         event_id = await self._send(room_id, message_content(action, reply_to=reply_to, to=to), budget)
-        self.core.sent(action, event_id)
+        await self.core.call(self.core.sent, action, event_id)
         if action.kind is Kind.CARD:
             self._outbound.posted(action.order_id)
         self._keep_buttons(event_id, action)

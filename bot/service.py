@@ -66,10 +66,10 @@ def route(core: Linli, running: list[Running]):  # type: ignore[no-untyped-def]
             return action.service
         services = [action.service] if action.service else []
         services += [t.service for t in running if t.service not in services]
-        return next((s for s in services if core.person(action.person_id or 0, s)[1] is not None), "")
+        return next((s for s in services if (c := core.contact(action.person_id or 0, s)) and c.external_id), "")
 
     async def deliver(actions: list[Outgoing]) -> None:
-        chosen = [(owner(action), action) for action in actions]
+        chosen = await core.call(lambda: [(owner(action), action) for action in actions])
         for transport in running:
             mine = [a for service, a in chosen if service in ("", transport.service) and
                     (a.kind is not Kind.DIRECT or service == transport.service)]
@@ -108,11 +108,12 @@ async def _serve(core: Linli, settings: Settings, running: list[Running]) -> Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    await core.warm_up()  # the triage model loads on the worker, not on the first resident's message
     for transport in running:
         await transport.start()
         log.info("%s transport started", transport.service)
     sweeper = SweepRunner(core.engine, core.community, core.clock, route(core, running),
-                          every=settings.sweep_seconds)
+                          every=settings.sweep_seconds, offload=core.call)
     sweeper.start()
     try:
         await stop.wait()

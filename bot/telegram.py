@@ -153,7 +153,7 @@ class TelegramTransport:
         self._usernames: dict[str, str] = {}  # @username (lower case) → user id
         self._queries: dict[str, CallbackQuery] = {}  # presses being handled, not answered yet
         self._pressed: dict[str, int] = {}  # press → the message that carries the button
-        self._outbound = InOrder(SERVICE, core.engine, core.clock, name="Telegram")
+        self._outbound = InOrder(SERVICE, core.engine, core.clock, name="Telegram", offload=core.call)
         self._stopping = asyncio.Event()
         self._first_try = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -326,22 +326,23 @@ class TelegramTransport:
             admins = await self._admins(chat.id)
             admin = message.from_user is not None and message.from_user.id in admins
         incoming = message_incoming(message, me, sender_is_admin=admin, user_id_of=self._user_id_of,
-                                    addressed=self._answers_the_bot(message))
+                                    addressed=await self._answers_the_bot(message))
         if incoming is not None:
             self.handled += 1
-            await self.deliver(self.core.handle(incoming))
+            await self.deliver(await self.core.handle_async(incoming))
         if group:
             await self._tell_if_blind(str(chat.id))
         elif incoming is not None and message.from_user is not None:
             await self._release_direct(str(message.from_user.id))
 
-    def _answers_the_bot(self, message: Message) -> bool:
+    async def _answers_the_bot(self, message: Message) -> bool:
         """A reply to one of the bot's messages that is about no order (its greeting, a question):
         the person is talking to the bot. Replies to cards act on their order instead."""
         reply = message.reply_to_message
         if reply is None or reply.from_user is None or reply.from_user.id != self._me().id:
             return False
-        return self.core.order_for_message(SERVICE, str(message.chat.id), str(reply.message_id)) is None
+        return await self.core.call(self.core.order_for_message, SERVICE, str(message.chat.id),
+                                    str(reply.message_id)) is None
 
     async def _on_press(self, query: CallbackQuery) -> None:
         self._learn(query.from_user)
@@ -358,7 +359,7 @@ class TelegramTransport:
         self._pressed[key] = message.message_id
         try:
             self.handled += 1
-            actions = self.core.handle(incoming)
+            actions = await self.core.handle_async(incoming)
             alerts = [a for a in actions if a.kind is Kind.ALERT and a.reply_to == key]
             self._queries.pop(key, None)
             await self._answer(query, alert_text(alerts))  # answered first: the spinner stops at once
@@ -387,7 +388,7 @@ class TelegramTransport:
         lang = self.core.community.lang
         if new in PRESENT and old not in PRESENT:
             inviter = change.from_user
-            if not self.core.may_invite(SERVICE, str(inviter.id)):
+            if not await self.core.call(self.core.may_invite, SERVICE, str(inviter.id)):
                 log.info("Telegram: %s may not add the bot; leaving %s", inviter.id, chat.id)
                 await self._say(chat.id, say("declined", lang))
                 with contextlib.suppress(TelegramError):
@@ -521,7 +522,7 @@ class TelegramTransport:
             shown = await self._photo(chat_id, action.photo, text if short else None,
                                       markup if short else None, reply)
             if shown is not None:
-                self.core.sent(action, str(shown.message_id))  # a reply to the photo acts on the order too
+                await self.core.call(self.core.sent, action, str(shown.message_id))  # replies to it act on the order
                 if short:
                     self._posted(action)
                     return shown
@@ -535,7 +536,7 @@ class TelegramTransport:
                 chat_id = moved.new_chat_id
         else:
             raise Undeliverable(f"chat {chat} moved more than once")
-        self.core.sent(action, str(sent.message_id))
+        await self.core.call(self.core.sent, action, str(sent.message_id))
         self._posted(action)
         return sent
 
@@ -564,7 +565,7 @@ class TelegramTransport:
             return None
 
     async def _edit_cards(self, action: Outgoing) -> None:
-        links = self.core.cards(action.order_id or 0, SERVICE)
+        links = await self.core.call(self.core.cards, action.order_id or 0, SERVICE)
         if not links:
             return
         bot = self._bot()
@@ -591,19 +592,18 @@ class TelegramTransport:
     async def _direct(self, action: Outgoing) -> None:
         """To the person's private chat; if they have not started the bot, it waits for them, and the
         group the order lives in is asked to tell them (without the message itself)."""
-        person, identity = self.core.person(action.person_id or 0, SERVICE)
-        if identity is None or not identity.external_id.isdigit():
+        contact = await self.core.call(self.core.contact, action.person_id or 0, SERVICE)
+        if contact is None or contact.external_id is None or not contact.external_id.isdigit():
             return  # no Telegram account: another transport carries it
         self._bot()
         try:
-            await self._post(action, identity.direct_chat or identity.external_id, None)
+            await self._post(action, contact.direct_chat or contact.external_id, None)
         except (Forbidden, BadRequest) as error:  # 403: not started, or blocked; 400: never met at all
             if isinstance(error, BadRequest) and "chat not found" not in str(error).lower():
                 raise
-            log.info("Telegram: %s has not started the bot (%s); holding a direct message", identity.external_id,
+            log.info("Telegram: %s has not started the bot (%s); holding a direct message", contact.external_id,
                      error)
-            name = person.name if person is not None else identity.external_id
-            await self._hold_direct(action, identity.external_id, name)
+            await self._hold_direct(action, contact.external_id, contact.name)
 
     async def _hold_direct(self, action: Outgoing, user_id: str, name: str) -> None:
         key = f"dm:{user_id}"
@@ -613,7 +613,7 @@ class TelegramTransport:
         outbox.remember(self.engine, SERVICE, key, json.dumps(held, ensure_ascii=False))
         if not first:
             return  # the group was asked already
-        links = self.core.cards(action.order_id, SERVICE) if action.order_id else []
+        links = await self.core.call(self.core.cards, action.order_id, SERVICE) if action.order_id else []
         if not links:
             return
         number = action.text.params.get("number")

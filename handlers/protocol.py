@@ -75,6 +75,26 @@ class Outgoing:
     mentions: tuple[Mention, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class CardRef:
+    """Where one of an order's messages stands on a service: what a transport needs to edit it."""
+
+    chat: str
+    message_ref: str
+    is_card: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """How to reach a person on one service, as plain data (never a database row)."""
+
+    person_id: int
+    name: str
+    lang: str | None
+    external_id: str | None  # their id on that service; None when they have no account there
+    direct_chat: str | None  # the service's private chat with them, once known
+
+
 class Transport(Protocol):
     """What each chat service implements to carry the core's actions."""
 

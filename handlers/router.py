@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -18,15 +22,16 @@ from handlers.commands import Command, parse
 from handlers.community import CommunityConfig
 from handlers.directory import Directory
 from handlers.privacy import shield
-from handlers.protocol import Incoming, Kind, Outgoing, Text
+from handlers.protocol import CardRef, Contact, Incoming, Kind, Outgoing, Text
 from handlers.roster import apply_roster
 from handlers.triage.normalize import clean, fold, language_of
 from handlers.turn import Community, Turn
 from storage import repo
 from storage.db import session
-from storage.models import Identity, MessageLink, Order, Person
+from storage.models import MessageLink, Order, Person
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _SCORE = re.compile(r"[0-9]{1,3}")  # stars as typed; "②" or "²" are words, not numbers
 _WORD = re.compile(r"[A-Za-z]?[a-z]+[,.!?]*")  # an English word; codes (YG-A-3, LINLI-7KQ3), ids, "en" do not say
 MAX_TEXT = 64_000  # longer messages are kept up to this many characters
@@ -45,6 +50,7 @@ class Linli:
         with session(engine) as db:
             self.community: Community = apply_roster(db, config)
         self.directory = Directory(self.community.unsorted_grid_id)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linli-core")  # one, as SQLite wants
 
     def add_bot_names(self, *names: str) -> None:
         """Names the bot also answers to, learnt when a transport logs in (its Telegram @username):
@@ -268,14 +274,36 @@ class Linli:
                                message_ref=message_ref, is_card=action.kind is Kind.CARD))
             db.commit()
 
-    def cards(self, order_id: int, service: str) -> list[MessageLink]:
+    def cards(self, order_id: int, service: str) -> list[CardRef]:
         """Where an order's cards stand on one service, to edit them in place."""
         with session(self.engine) as db:
-            return [link for link in repo.card_links(db, order_id) if link.service == service]
+            return [CardRef(link.chat, link.message_ref, link.is_card) for link in repo.card_links(db, order_id)
+                    if link.service == service]
 
-    def person(self, person_id: int, service: str) -> tuple[Person | None, Identity | None]:
+    def contact(self, person_id: int, service: str) -> Contact | None:
+        """How to reach a person on `service`; None when there is no such person."""
         with session(self.engine) as db:
-            return db.get(Person, person_id), repo.identities(db, [person_id], service).get(person_id)
+            person = db.get(Person, person_id)
+            if person is None:
+                return None
+            identity = repo.identities(db, [person_id], service).get(person_id)
+            return Contact(person_id, person.name, person.lang, identity.external_id if identity else None,
+                           identity.direct_chat if identity else None)
+
+    # --- the async seam ------------------------------------------------------------------
+    async def call(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `work` (the core, its storage, the model) on the core's one worker thread: transports and the
+        scheduler await it, and the event loop never waits on a database or a slow computation."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, functools.partial(work, *args, **kwargs))
+
+    async def handle_async(self, incoming: Incoming) -> list[Outgoing]:
+        return await self.call(self.handle, incoming)
+
+    async def warm_up(self) -> None:
+        """Load the triage model on the worker before the first message needs it (about 0.3 s)."""
+        from handlers.triage import current_model
+
+        await self.call(current_model)
 
     def order_for_message(self, service: str, chat: str, message_ref: str) -> int | None:
         """The order a posted message is about (a reaction on a card acts on that order)."""

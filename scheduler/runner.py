@@ -7,7 +7,6 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -15,12 +14,10 @@ from sqlalchemy import Engine
 
 from handlers import outbox
 from handlers.clock import Clock
-from handlers.protocol import Outgoing
 from handlers.turn import Community
-from scheduler.sweep import deliver_due, sweep
+from scheduler.sweep import Deliver, Offload, deliver_due, inline, sweep
 
 log = logging.getLogger(__name__)
-Deliver = Callable[[list[Outgoing]], Awaitable[None]]
 
 
 class _SkippedTicks(logging.Filter):
@@ -37,13 +34,14 @@ class SweepRunner:
     """Runs the sweep every `every` seconds on an asyncio loop; a slow run is never doubled."""
 
     def __init__(self, engine: Engine, community: Community, clock: Clock, deliver: Deliver,
-                 every: float = 15.0, lease: timedelta = outbox.LEASE) -> None:
+                 every: float = 15.0, lease: timedelta = outbox.LEASE, offload: Offload = inline) -> None:
         self.engine = engine
         self.community = community
         self.clock = clock
         self.deliver = deliver
         self.every = every
         self.lease = lease
+        self.offload = offload  # `linli run` passes the core's worker thread: the sweep never runs on the loop
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"  # who holds a lease
         self.runs = 0
         self._ran = asyncio.Condition()
@@ -63,8 +61,9 @@ class SweepRunner:
         delivered = 0
         try:
             now = self.clock.now()
-            sweep(self.engine, self.community, now)
-            delivered = await deliver_due(self.engine, self.owner, now, self.deliver, lease=self.lease)
+            await self.offload(sweep, self.engine, self.community, now)
+            delivered = await deliver_due(self.engine, self.owner, now, self.deliver, lease=self.lease,
+                                          offload=self.offload)
         except Exception:
             log.exception("sweep failed; the due rows stay due and are tried again")
         async with self._ran:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -177,6 +178,8 @@ def _catch_up(db: Session, community: Community, missed: dict[int, list[tuple[Re
 
 
 Deliver = Callable[[list[Outgoing]], Awaitable[None]]
+Offload = Callable[..., Awaitable[Any]]  # runs storage work somewhere and awaits it
+T = TypeVar("T")
 
 
 def sweep_and_take(engine: Engine, community: Community, now: datetime, owner: str = "local") -> list[Outgoing]:
@@ -187,10 +190,16 @@ def sweep_and_take(engine: Engine, community: Community, now: datetime, owner: s
     return [action for _, action, _ in taken]
 
 
+async def inline(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Storage work right here: for callers without a worker thread (tests, one-off tools)."""
+    return work(*args, **kwargs)
+
+
 async def deliver_due(engine: Engine, owner: str, now: datetime, deliver: Deliver, *,
-                      lease: timedelta = outbox.LEASE) -> int:
-    """Lease the queued actions that are due, hand them to the transports, and mark them sent."""
-    taken = outbox.claim(engine, owner, now, lease=lease)
+                      lease: timedelta = outbox.LEASE, offload: Offload = inline) -> int:
+    """Lease the queued actions that are due, hand them to the transports, and mark them sent.
+    `offload` runs the storage work (the core's worker thread in `linli run`)."""
+    taken = await offload(outbox.claim, engine, owner, now, lease=lease)
     if not taken:
         return 0
     ids = [row_id for row_id, _, _ in taken]
@@ -198,7 +207,7 @@ async def deliver_due(engine: Engine, owner: str, now: datetime, deliver: Delive
         with outbox.retrying(taken):
             await deliver([action for _, action, _ in taken])
     except Exception as error:
-        outbox.settle(engine, ids, now, error=repr(error))
+        await offload(outbox.settle, engine, ids, now, error=repr(error))
         raise
-    outbox.settle(engine, ids, now)
+    await offload(outbox.settle, engine, ids, now)
     return len(taken)
