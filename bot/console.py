@@ -58,7 +58,7 @@ class ConsoleChat:
         incoming = Incoming(
             service=SERVICE, chat_id=chat, sender_id=who, sender_name=who, text=text,
             message_id=posted.id, chat_title=chat, is_direct=direct, photos=photos, reply_to=reply_ref,
-            mentions_bot=f"@{self.bot_name}" in text, sender_is_admin=who in self.admins,
+            mentions_bot=f"@{self.bot_name}" in text, sender_is_admin=who in self.admins, known_by_name=True,
         )
         return self.deliver_now(self.core.handle(incoming))
 
@@ -68,6 +68,7 @@ class ConsoleChat:
         incoming = Incoming(
             service=SERVICE, chat_id=target.chat, sender_id=who, sender_name=who, button=data,
             message_id=f"{self._session}-cb{next(self._ids)}", reply_to=target.id, sender_is_admin=who in self.admins,
+            known_by_name=True,
         )
         return self.deliver_now(self.core.handle(incoming))
 

@@ -98,9 +98,26 @@ def load_community(path: Path | None) -> CommunityConfig:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise SettingsError(f"{path}: {error}") from None
     try:
-        return CommunityConfig.model_validate(data)
+        config = CommunityConfig.model_validate(data)
     except ValidationError as error:
         raise SettingsError(f"{path}: {_one_line(error)}") from None
+    _known_services(config, path)
+    return config
+
+
+SERVICES = ("console", "telegram", "matrix")  # the chat services Linli has a transport for
+
+
+def _known_services(config: CommunityConfig, path: Path) -> None:
+    """Accounts and chats name services the core does not know: a typo there must not pass silently."""
+    for person in config.people:
+        for service in person.accounts:
+            if service not in SERVICES:
+                raise SettingsError(f"{path}: person {person.name}: unknown field or service {service!r} "
+                                    f"(services: {', '.join(SERVICES)})")
+    for chat in config.chats:
+        if chat.service not in SERVICES:
+            raise SettingsError(f"{path}: chat {chat.id}: unknown service {chat.service!r}")
 
 
 def _one_line(error: ValidationError, prefix: str = "") -> str:

@@ -113,7 +113,7 @@ class GridConfig(Strict):
 
 
 class ChatConfig(Strict):
-    service: Literal["console", "telegram", "matrix"]
+    service: str  # the chat service, as its transport names itself
     id: str
     grid: str
     lang: Literal["zh", "en"] | None = None
@@ -131,14 +131,25 @@ class TeamConfig(Strict):
 
 
 class PersonConfig(Strict):
+    """A person the community names. Their accounts are a service → id mapping: `accounts = {…}`, or one
+    key per service (`SERVICE = "id"` in linli.toml); which services exist is for the transports to say."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     name: str
     dispatcher_of: list[str] = Field(default_factory=list)  # grid codes
     supervisor_of: list[str] = Field(default_factory=list)
     party_member: bool = False
     lang: Literal["zh", "en"] | None = None
-    console: str | None = None  # ids on each service; the console id defaults to the name
-    telegram: str | None = None
-    matrix: str | None = None
+    accounts: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _accounts(self) -> PersonConfig:
+        for service, external in (self.model_extra or {}).items():
+            if not isinstance(external, str | int) or isinstance(external, bool):
+                raise ValueError(f"person {self.name}: {service} must be an account id, got {external!r}")
+            self.accounts.setdefault(service, str(external))
+        return self
 
 
 MILESTONES = ("response", "on_scene", "plan", "resolution")

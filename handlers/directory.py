@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from handlers.protocol import Incoming
 from handlers.triage.normalize import clean
@@ -91,12 +91,22 @@ class Directory:
             person = db.get(Person, identity.person_id)
             assert person is not None and person.id is not None
             return PersonInfo(person.id, person.name, person.lang, identity.direct_chat)
-        person = Person(name=clean(incoming.sender_name)[:128] or incoming.sender_id)
-        db.add(person)
-        db.flush()
+        name = clean(incoming.sender_name)[:128] or incoming.sender_id
+        person = self._named_in_roster(db, incoming.service, name) if incoming.known_by_name else None
+        if person is None:
+            person = Person(name=name)
+            db.add(person)
+            db.flush()
         assert person.id is not None
         db.add(Identity(person_id=person.id, service=incoming.service, external_id=incoming.sender_id))
-        return PersonInfo(person.id, person.name, None, None)
+        return PersonInfo(person.id, person.name, person.lang, None)
+
+    @staticmethod
+    def _named_in_roster(db: Session, service: str, name: str) -> Person | None:
+        """The person of that name with no account on `service` yet: a local chat's 张书记 is linli.toml's."""
+        known = select(Identity.person_id).where(Identity.service == service)
+        return db.exec(select(Person).where(Person.name == name, col(Person.id).not_in(known))
+                       .order_by(col(Person.id))).first()
 
     def set_language(self, db: Session, person: PersonInfo, lang: str) -> PersonInfo:
         db.execute(update(Person).where(col(Person.id) == person.id).values(lang=lang))

@@ -36,7 +36,7 @@ class Mention:
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    service: str  # "console", "telegram", "matrix"
+    service: str  # the chat service, as its transport names itself
     chat_id: str  # the service's id of the chat or room
     sender_id: str  # the service's id of the sender
     sender_name: str
@@ -50,6 +50,7 @@ class Incoming:
     mentions: tuple[Mention, ...] = ()
     mentions_bot: bool = False
     sender_is_admin: bool = False  # a chat admin: a dispatcher in zero-config
+    known_by_name: bool = False  # the service names people by their name (a local chat): match the roster by it
 
 
 class Kind(StrEnum):

@@ -71,7 +71,7 @@ def _grid(db: Session, code: str, name: str, level: str, parent: Grid | None) ->
 
 
 def _person(db: Session, config: PersonConfig) -> Person:
-    ids = {"console": config.console or config.name, "telegram": config.telegram, "matrix": config.matrix}
+    ids = config.accounts
     person = None
     for service, external in ids.items():
         if external and (identity := repo.identity_of(db, service, external)):

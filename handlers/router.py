@@ -53,7 +53,7 @@ class Linli:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linli-core")  # one, as SQLite wants
 
     def add_bot_names(self, *names: str) -> None:
-        """Names the bot also answers to, learnt when a transport logs in (its Telegram @username):
+        """Names the bot also answers to, learnt when a transport logs in (the bot's @username):
         "@name …" addresses the bot and "/report@name" is a command for it."""
         self.bot_names = self.bot_names | frozenset(name.lower() for name in names if name)
         longest_first = sorted(self.bot_names, key=len, reverse=True)  # "@linli_bot" before "@linli"
@@ -99,7 +99,7 @@ class Linli:
         return Turn(db, now, incoming, self.community, chat, person, lang, self.directory)
 
     def _own_words(self, text: str) -> str:
-        """What the person wrote in their own words: a command's name does not count (in Telegram every
+        """What the person wrote in their own words: a command's name does not count (where every
         command is Latin, "/help" says nothing of the language its sender reads), its arguments do."""
         command = parse(text, self.bot_names)
         if command is None:
