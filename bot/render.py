@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from handlers.commands import SPECS
 from handlers.protocol import Text
 from handlers.stats import percent
 
@@ -209,27 +210,13 @@ def _reason(p: dict[str, Any], lang: str) -> str:
         f"{text}: {p['note']}" if p.get("note") else text)
 
 
-HELP_ZH = """邻里助手 · 用法
-报事：直接在群里说问题，或 /报事 内容（也可 @我）
-派单：/派单 #12 @张师傅 或 /派单 #12 物业维修组
-接单 /接单 #12 · 退单 /退单 #12 原因 · 认领 /认领 #12 · 到场 /到场 #12
-方案 /方案 #12 内容 · 等待居民 /等待 #12 原因（时限暂停）· /继续 #12
-办结：回复工单并附照片，或 /办结 #12 附照片
-评价：/评价 #12 5（1–5 星）· 关注：/关注 #12 或回复 +1
-查询：/进度 #12 · /我的 · /待办 · /统计 本周 · /积分
-其他：/撤销 #12 · /合并 #13 #12 · /吹哨 #12 · /报到 #12 · /绑定 网格编码 · /语言 en · /认证 认证码（私聊）
-书记：/修改 #12 类别=公共设施 紧急=红（更正会用来改进自动分类）"""
+def _help(lang: str) -> str:
+    """The command list, made from the one command spec (handlers/commands.py)."""
+    zh = lang == "zh"
+    lines = ["邻里助手 · 用法" if zh else "Linli · how to use"]
+    lines += [f"{spec.usage_zh} — {spec.help_zh}" if zh else f"{spec.usage_en} — {spec.help_en}" for spec in SPECS]
+    return "\n".join(lines)
 
-HELP_EN = """Linli · how to use
-Report: just describe the problem in the group, or /report text (or @-mention me)
-Dispatch: /assign #12 @name or /assign #12 team name
-/accept #12 · /return #12 reason · /claim #12 · /arrive #12
-/plan #12 text · /wait #12 reason (pauses the clock) · /resume #12
-Done: reply to the order with a photo, or /done #12 with a photo
-Rate: /rate #12 5 (1–5 stars) · Follow: /follow #12 or reply +1
-Ask: /status #12 · /mine · /open · /stats week · /points
-Also: /cancel #12 · /merge #13 #12 · /escalate #12 · /ack #12 · /bind GRID-CODE · /lang zh
-Secretaries: /correct #12 category=facilities urgency=red (corrections teach the triage)"""
 
 CATALOGUE: dict[str, dict[str, Entry]] = {
     "zh": {
@@ -316,7 +303,7 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "points.none": "还没有人获得积分。",
         "lang.done": "好的，以后用中文回复您。",
         "lang.usage": "用法：/语言 zh 或 /语言 en",
-        "help": HELP_ZH,
+        "help": lambda p, lang: _help("zh"),
         "direct.hint": "请在小区群里反映问题，我会登记成工单。发送 /帮助 查看用法。",
         "unknown_command": "不认识的命令 /{name}，发送 /帮助 查看用法。",
         "order.unknown": "没有找到 #{number} 号工单。",
@@ -503,7 +490,7 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "points.none": "Nobody has earned points yet.",
         "lang.done": "OK, I will answer you in English.",
         "lang.usage": "Usage: /lang en or /lang zh",
-        "help": HELP_EN,
+        "help": lambda p, lang: _help("en"),
         "direct.hint": "Please report problems in your estate's group and I will file them. Send /help for more.",
         "unknown_command": "I don't know /{name}. Send /help to see what I can do.",
         "order.unknown": "There is no order #{number}.",
@@ -669,28 +656,8 @@ TRANSPORT_TEXTS: dict[str, dict[str, str]] = {
 }
 
 # Telegram lists only Latin command names in its menu; the Chinese ones reach the bot as plain text.
-TELEGRAM_MENU: tuple[tuple[str, str, str], ...] = (
-    ("report", "报事：反映一个问题（/报事 内容）", "Report a problem (/report text)"),
-    ("assign", "派单：/派单 #12 @处理人 或 队伍", "Dispatch: /assign #12 @handler or team"),
-    ("accept", "接单：/接单 #12", "Accept an order: /accept #12"),
-    ("return", "退单：/退单 #12 原因", "Return an order: /return #12 reason"),
-    ("claim", "认领：志愿者认领 /认领 #12", "Claim an order as a volunteer: /claim #12"),
-    ("arrive", "到场：/到场 #12", "On the scene: /arrive #12"),
-    ("done", "办结：回复工单并附现场照片", "Finish: reply to the order with a photo"),
-    ("rate", "评价：/评价 #12 5", "Rate: /rate #12 5"),
-    ("status", "进度：/进度 #12", "An order's progress: /status #12"),
-    ("follow", "关注：/关注 #12", "Follow an order: /follow #12"),
-    ("mine", "我的工单", "My orders"),
-    ("open", "待办工单", "Open orders"),
-    ("stats", "三率统计：/统计 本周", "Response, resolution, satisfaction rates: /stats week"),
-    ("points", "积分榜", "Points ranking"),
-    ("cancel", "撤销：/撤销 #12 原因", "Cancel: /cancel #12 reason"),
-    ("escalate", "吹哨：/吹哨 #12 原因", "Escalate: /escalate #12 reason"),
-    ("ack", "报到：/报到 #12", "Report in after an escalation: /ack #12"),
-    ("bind", "绑定网格：/绑定 网格编码", "Bind this group to a grid: /bind GRID-CODE"),
-    ("lang", "语言：/语言 zh 或 en", "Language: /lang en or zh"),
-    ("help", "帮助", "How to use Linli"),
-)
+TELEGRAM_MENU: tuple[tuple[str, str, str], ...] = tuple(
+    (spec.en, f"{spec.zh}：{spec.help_zh}", spec.help_en[:1].upper() + spec.help_en[1:]) for spec in SPECS if spec.menu)
 
 
 def say(key: str, lang: str, **params: object) -> str:
