@@ -144,6 +144,7 @@ class TelegramTransport:
         # what tests and `linli bench` read
         self.handled = 0  # updates handed to the core
         self.duplicates = 0  # updates delivered again and dropped
+        self.received = self.finished = 0  # updates taken in, and those done with (answered, stored, posted)
         self.rate_limited = 0  # 429s that outlasted the rate limiter's retries
         self._online = False  # logged in: calls may go out
         self._seen: dict[int, None] = {}
@@ -304,6 +305,13 @@ class TelegramTransport:
 
     # --- updates in --------------------------------------------------------------------------
     async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self.received += 1
+        try:
+            await self._take(update)
+        finally:
+            self.finished += 1
+
+    async def _take(self, update: Update) -> None:
         if update.update_id in self._seen:
             self.duplicates += 1
             return

@@ -56,9 +56,13 @@ class Neighbourhood:
         return "\n".join(p.text for p in self.heard)
 
     def expect(self, *fragments: str) -> str:
+        """Each fragment is in what the bot said, and the bot said nothing else: every message it posted
+        (cards edited in place aside) holds one of the fragments. An extra or misrouted message fails."""
         said = self.answer()
         for fragment in fragments:
             assert fragment in said, f"expected {fragment!r} in the bot's answer:\n{said or '(silence)'}"
+        extra = [p for p in self.heard if p.edits == 0 and not any(f in p.text for f in fragments)]
+        assert not extra, "the bot also said:\n" + "\n".join(f"[{p.chat}] {p.text}" for p in extra)
         return said
 
     def expect_silence(self) -> None:

@@ -35,7 +35,7 @@ def test_red_orders_need_someone_on_the_scene(hood: Neighbourhood) -> None:
     order = hood.order(number)
     assert order.on_scene_due - order.assigned_at == timedelta(minutes=15)
     hood.later(minutes=16)
-    hood.expect(f"#{number} 已到到场时限")
+    hood.expect(f"#{number} 已到到场时限", f"#{number} 距办结时限还有 14 分钟")
     hood.say("刘师傅", f"/到场 #{number}")
     hood.expect(f"#{number} 刘师傅已到场")
     heard = hood.later(minutes=2)
@@ -119,7 +119,7 @@ def test_waiting_on_the_resident_pauses_the_clock(hood: Neighbourhood) -> None:
     order = hood.order(number)
     assert order.resolve_due - hood.clock.now() == timedelta(minutes=20), "twenty minutes were left"
     hood.later(minutes=21)
-    hood.expect(f"#{number} 已到办结时限")
+    hood.expect(f"#{number} 已到办结时限", f"#{number} 距办结时限还有 1 分钟")
 
 
 def test_a_bad_rating_resumes_the_clock_where_it_stood(hood: Neighbourhood) -> None:

@@ -178,7 +178,7 @@ def test_queries_status_mine_open_and_stats(hood: Neighbourhood) -> None:
 
 def test_binding_a_new_chat_to_a_grid(hood: Neighbourhood) -> None:
     hood.say("王阿姨", "/报事 门口路灯坏了", chat="新建的3栋群")
-    hood.expect("本群还没有绑定网格", "@张书记")
+    hood.expect("已登记", "本群还没有绑定网格", "@张书记")
     hood.say("王阿姨", "/绑定 YG-A-3", chat="新建的3栋群")
     hood.expect("只有这个网格的书记或网格长可以绑定群")
     hood.say("张书记", "/绑定 YG-A-3", chat="新建的3栋群")

@@ -61,7 +61,7 @@ def test_a_phone_number_never_reaches_the_group(hood: Neighbourhood) -> None:
 def test_the_same_problem_twice_asks_and_merges(hood: Neighbourhood) -> None:
     hood.say("王阿姨", "3栋2单元楼道灯坏了，晚上很黑")
     hood.say("李姐", "3栋2单元的楼道灯又坏了，黑乎乎的")
-    hood.expect("#2 是不是和 #1", "同一个问题")
+    hood.expect("已登记", "#2 是不是和 #1", "同一个问题")
     hood.press("李姐", "是，并入 #1")
     hood.expect("#2 与 #1 是同一个问题，已合并")
     assert hood.order(2).state == "merged"

@@ -28,7 +28,7 @@ def test_the_admin_of_a_strangers_chat_takes_over_nothing(hood: Neighbourhood) -
     number = hood.report("王阿姨", "3栋2单元楼道灯坏了")
     hood.chat.admins.add("外人")
     hood.say("外人", "/绑定 YG", chat=STRANGERS)
-    hood.expect("已请 阳光社区 的书记、网格长或督办确认绑定")
+    hood.expect("已请 阳光社区 的书记、网格长或督办确认绑定", "外人 请求把群「陌生群」绑定到 阳光社区")
     hood.say("外人", f"/撤销 #{number} 我说了算", chat=STRANGERS)
     hood.expect("只有")
     hood.say("外人", f"/派单 #{number} @刘师傅", chat=STRANGERS)
