@@ -146,6 +146,8 @@ class PersonConfig(Strict):
     @model_validator(mode="after")
     def _accounts(self) -> PersonConfig:
         for service, external in (self.model_extra or {}).items():
+            if external is None:
+                continue  # a service without an account (communities stored by earlier versions list them)
             if not isinstance(external, str | int) or isinstance(external, bool):
                 raise ValueError(f"person {self.name}: {service} must be an account id, got {external!r}")
             self.accounts.setdefault(service, str(external))
