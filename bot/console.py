@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.render import render
+from bot.transport import Transport
 from handlers.protocol import Button, Incoming, Kind, Outgoing
 from handlers.router import Linli
 
@@ -32,16 +33,19 @@ class Posted:
     private_to: str | None = None  # an alert only its presser sees
 
 
-class ConsoleChat:
-    """Talks to the core the way a chat service would, and keeps the transcript."""
+class ConsoleChat(Transport):
+    """Talks to the core the way a chat service would, and keeps the transcript. Its answers go through
+    the same in-order delivery as Telegram's and Matrix's, so the chat tests exercise that path too."""
 
     service = SERVICE
+    title = "Console"
 
     def __init__(self, core: Linli, *, bot_name: str = "邻里助手",
                  on_post: Callable[[Posted, bool], None] | None = None) -> None:
-        self.core = core
+        super().__init__(core)
         self.bot_name = bot_name
         self.messages: list[Posted] = []
+        self._shown: list[Posted] = []  # what the delivery under way posted or edited
         self.admins: set[str] = set()
         self._ids = itertools.count(1)
         self._session = secrets.token_hex(3)  # message ids stay unique across console sessions on one database
@@ -81,22 +85,35 @@ class ConsoleChat:
         raise LookupError(f"no button {label!r}")
 
     # --- the bot answers -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Nothing to connect to: the terminal is always there."""
+
+    async def stop(self) -> None:
+        """Nothing to close."""
+
     async def deliver(self, actions: list[Outgoing]) -> None:
-        self.deliver_now(actions)
+        self._shown = []
+        await super().deliver(actions)
 
     def deliver_now(self, actions: list[Outgoing]) -> list[Posted]:
-        shown: list[Posted] = []
-        for action in actions:
-            if action.service not in ("", SERVICE):
-                continue
-            if action.kind is Kind.UPDATE_CARD:
-                shown.extend(self._edit_cards(action))
-                continue
-            posted = self._post(self._as_posted(action))
-            shown.append(posted)
-            if action.kind in (Kind.SEND, Kind.CARD):
-                self.core.sent(action, posted.id)
-        return shown
+        """`deliver`, for callers without an event loop (the tests, the terminal). Posting to the terminal never
+        waits, so the coroutine runs to its end in one step."""
+        step = self.deliver(actions)
+        try:
+            step.send(None)
+        except StopIteration:
+            return self._shown
+        step.close()
+        raise RuntimeError("console delivery had to wait: it parked an action")
+
+    async def carry(self, action: Outgoing) -> None:
+        if action.kind is Kind.UPDATE_CARD:
+            self._shown.extend(self._edit_cards(action))
+            return
+        posted = self._post(self._as_posted(action))
+        self._shown.append(posted)
+        if action.kind in (Kind.SEND, Kind.CARD):
+            self.core.sent(action, posted.id)
 
     def _as_posted(self, action: Outgoing) -> Posted:
         text = render(action.text, action.lang)

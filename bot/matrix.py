@@ -45,7 +45,7 @@ from nio import (
 from nio.api import MessageDirection
 from sqlalchemy.engine import make_url
 
-from bot.delivery import InOrder, Undeliverable
+from bot.delivery import Undeliverable
 from bot.matrix_events import (
     ADMIN_LEVEL,
     SERVICE,
@@ -64,8 +64,7 @@ from bot.matrix_events import (
 from bot.matrix_format import button_data, edit_content, image_content, message_content, notice_content
 from bot.matrix_media import MAX_IMAGE_BYTES, MediaStore, TooLarge, find_copy
 from bot.render import say
-from bot.settings import SettingsError
-from handlers import outbox
+from bot.transport import LoginFailed, Transport
 from handlers.protocol import Incoming, Kind, Mention, Outgoing
 from handlers.router import Linli
 
@@ -75,12 +74,9 @@ T = TypeVar("T")
 DISPLAY_NAME = "邻里助手"  # given to the bot's account when it has none
 MAX_JOIN_TRIES = 20  # an invitation the homeserver keeps refusing to let us join is let go
 BACKFILL_MAX = 1000  # events fetched to close a gap after a long pause
+SECRET_KEYS = frozenset({"access_token"})  # kept apart from the ordinary transport state
 STOP_GRACE = 30.0  # seconds `stop` lets the current batch finish
 _CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ConnectionError)
-
-
-class LoginFailed(SettingsError):
-    """The homeserver refused the bot's credentials: `linli run` stops with this one line."""
 
 
 @dataclass
@@ -118,10 +114,11 @@ def default_media_dir(database_url: str) -> Path:
     return Path("linli-media")
 
 
-class MatrixTransport:
+class MatrixTransport(Transport):
     """Carries the whole loop in Matrix rooms; `linli run` starts and stops it."""
 
     service = SERVICE
+    title = "Matrix"
 
     def __init__(self, core: Linli, settings: Any, *, media_dir: Path | None = None, poll_ms: int = 30_000,
                  rate_wait: float = 20.0, max_tries: int = 5,
@@ -129,8 +126,7 @@ class MatrixTransport:
                  timeline_limit: int = 50, greet: bool = True) -> None:
         if not settings.matrix_homeserver or not settings.matrix_user:
             raise ValueError("LINLI_MATRIX_HOMESERVER and LINLI_MATRIX_USER are needed")
-        self.core = core
-        self.engine = core.engine
+        super().__init__(core)
         self.homeserver: str = settings.matrix_homeserver.rstrip("/")
         self.user: str = settings.matrix_user
         self._password = _secret(settings.matrix_password)
@@ -158,12 +154,10 @@ class MatrixTransport:
         self._creators: dict[str, frozenset[str]] = {}
         self._direct_rooms: dict[str, bool] = {}
         self._said: set[str] = set()
-        self._outbound = InOrder(SERVICE, core.engine, core.clock, name="Matrix", offload=core.call)
         self._declined: set[str] = set()
         self._invites: dict[str, tuple[list[Any], int]] = {}  # invitations not joined yet: state, tries
         self._pressed: dict[str, Pressed] = {}
         self._dm_locks: dict[str, asyncio.Lock] = {}
-        self._stopping = asyncio.Event()
         self._synced = asyncio.Condition()
         self._sync_call: asyncio.Future[Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -174,7 +168,7 @@ class MatrixTransport:
 
         Wrong credentials stop start-up (`LoginFailed`); a homeserver that cannot be reached yet is
         tried again in the background, so the other transports start all the same."""
-        self._stopping.clear()
+        self.stopping.clear()
         self.client = AsyncClient(self.homeserver, self.user, config=AsyncClientConfig(
             max_limit_exceeded=0, max_timeouts=0, request_timeout=self.request_timeout,
             encryption_enabled=False, store_sync_tokens=False))
@@ -200,11 +194,9 @@ class MatrixTransport:
         await self._process(response, history=first)  # first start: history is not ours to handle
 
     async def _run(self, connected: bool) -> None:
-        pause = 1.0
-        while not connected and not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pause)
-            pause = min(pause * 2, 60.0)
+        pauses = self.pauses()
+        while not connected and not self.stopping.is_set():
+            await self.rest(next(pauses))
             try:
                 await self._connect()
                 connected = True
@@ -217,7 +209,7 @@ class MatrixTransport:
         await self._sync_loop()
 
     async def stop(self) -> None:
-        self._stopping.set()
+        self.stopping.set()
         if self._sync_call is not None:
             self._sync_call.cancel()
         if self._tasks:
@@ -329,12 +321,12 @@ class MatrixTransport:
         raise ConnectionError(f"sync failed: {response}")
 
     async def _sync_loop(self) -> None:
-        pause = 1.0
-        while not self._stopping.is_set():
+        pauses = self.pauses()
+        while not self.stopping.is_set():
             try:
                 response = await self._sync_once(poll_ms=self.poll_ms)
             except asyncio.CancelledError:
-                if self._stopping.is_set():
+                if self.stopping.is_set():
                     return
                 raise
             except LoginFailed as error:
@@ -342,12 +334,11 @@ class MatrixTransport:
                 return
             except _CONNECTION_ERRORS as error:
                 self.reconnects += 1
+                pause = next(pauses)
                 log.warning("Matrix sync failed (%s); trying again in %.0f s", error, pause)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause)
-                pause = min(pause * 2, 60.0)
+                await self.rest(pause)
                 continue
-            pause = 1.0
+            pauses = self.pauses()
             try:
                 await self._process(response, history=False)
             except Exception:
@@ -601,17 +592,13 @@ class MatrixTransport:
         return user_id in room.users or user_id in room.invited_users
 
     # --- actions out -------------------------------------------------------------------------
-    async def deliver(self, actions: list[Outgoing]) -> None:
-        """Post the actions in order; what cannot go now waits in the outbox (`bot/delivery.py`)."""
-        mine = [a for a in actions if a.service in ("", SERVICE)]
-        if mine:
-            budget = Budget(self.rate_wait)
-            await self._outbound.run(mine, lambda action: self._carry(action, budget))
+    def carrier(self) -> Callable[[Outgoing], Awaitable[None]]:
+        """Each batch may spend `rate_wait` seconds in all waiting out rate limits, then what is left parks."""
+        budget = Budget(self.rate_wait)
+        return lambda action: self._carry(action, budget)
 
-    @property
-    def parked(self) -> int:
-        """Actions left in the outbox for a later try."""
-        return self._outbound.parked
+    async def carry(self, action: Outgoing) -> None:
+        await self._carry(action, Budget(self.rate_wait))
 
     async def _carry(self, action: Outgoing, budget: Budget) -> None:
         if self.client is None or not self._ready:
@@ -640,7 +627,7 @@ class MatrixTransport:
         event_id = await self._send(room_id, message_content(action, reply_to=reply_to, to=to), budget)
         await self.core.call(self.core.sent, action, event_id)
         if action.kind is Kind.CARD:
-            self._outbound.posted(action.order_id)
+            self.outbound.posted(action.order_id)
         self._keep_buttons(event_id, action)
 
     def _keep_buttons(self, event_id: str, action: Outgoing) -> None:
@@ -716,10 +703,10 @@ class MatrixTransport:
         return self.me
 
     def _recall(self, key: str) -> str | None:
-        return outbox.recall(self.engine, SERVICE, key) or None
+        return (self.secrets if key in SECRET_KEYS else self.state).get(key)
 
     def _remember(self, key: str, value: str) -> None:
-        outbox.remember(self.engine, SERVICE, key, value)
+        (self.secrets if key in SECRET_KEYS else self.state).put(key, value)
 
 
 def _since_own_join(events: list[Any], me: str) -> list[Any]:

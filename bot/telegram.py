@@ -53,7 +53,7 @@ from telegram.error import (
 )
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
-from bot.delivery import InOrder, Undeliverable
+from bot.delivery import Undeliverable
 from bot.render import TELEGRAM_MENU as COMMANDS
 from bot.render import say
 from bot.settings import SettingsError
@@ -72,7 +72,7 @@ from bot.telegram_format import (
     press_id,
     user_link,
 )
-from handlers import outbox
+from bot.transport import LoginFailed, Transport
 from handlers.protocol import Kind, Outgoing, from_json, to_json
 from handlers.router import Linli
 
@@ -85,10 +85,6 @@ HINTED = frozenset({"help", "usage.status"})  # answers that also say how to let
 SEEN_MAX = 10_000  # update ids remembered to drop a second delivery
 HELD_MAX = 20  # direct messages kept for one person who has not started the bot yet
 STOP_GRACE = 30.0
-
-
-class LoginFailed(SettingsError):
-    """The Bot API refused the token: `linli run` stops with this one line."""
 
 
 def file_url_of(api_url: str) -> str:
@@ -109,10 +105,15 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-class TelegramTransport:
-    """Carries the whole loop in Telegram groups; `linli run` starts and stops it."""
+class TelegramTransport(Transport):
+    """Carries the whole loop in Telegram groups; `linli run` starts and stops it. Telegram's BadRequest
+    means the request itself is wrong, so it is not tried again; Forbidden (not in that group any more) is
+    kept, in case the bot comes back."""
 
     service = SERVICE
+    title = "Telegram"
+    dropped = (BadRequest,)
+    kept = (Forbidden,)
 
     def __init__(self, core: Linli, settings: Any, *, webhook: str | None = None, listen: str = "127.0.0.1:8443",
                  poll_timeout: float = 10.0, admin_ttl: float = 300.0, rate_limits: dict[str, float] | None = None,
@@ -122,8 +123,7 @@ class TelegramTransport:
         self._token = token.get_secret_value() if hasattr(token, "get_secret_value") else token
         if not self._token:
             raise SettingsError("LINLI_TELEGRAM_TOKEN is needed for Telegram")
-        self.core = core
-        self.engine = core.engine
+        super().__init__(core)
         self.api_url = api_url_of(settings.telegram_api_url)
         self.file_url = file_url_of(self.api_url)
         self.webhook = webhook
@@ -154,8 +154,6 @@ class TelegramTransport:
         self._usernames: dict[str, str] = {}  # @username (lower case) → user id
         self._queries: dict[str, CallbackQuery] = {}  # presses being handled, not answered yet
         self._pressed: dict[str, int] = {}  # press → the message that carries the button
-        self._outbound = InOrder(SERVICE, core.engine, core.clock, name="Telegram", offload=core.call)
-        self._stopping = asyncio.Event()
         self._first_try = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -164,7 +162,7 @@ class TelegramTransport:
         """Log in and start receiving updates. A wrong token stops start-up (`LoginFailed`). A Bot API that
         cannot be reached (or answers slowly) is tried again in the background, so the other transports
         start without waiting more than `start_wait` seconds."""
-        self._stopping.clear()
+        self.stopping.clear()
         self._first_try.clear()
         self.app = self._build()
         task = self._task = asyncio.create_task(self._keep_connecting(), name="telegram-connect")
@@ -180,8 +178,9 @@ class TelegramTransport:
             log.warning("Telegram: %s not reached yet; trying again in the background", self.api_url)
 
     async def _keep_connecting(self) -> None:
-        pause = 1.0
-        while not self._stopping.is_set():
+        for pause in self.pauses():
+            if self.stopping.is_set():
+                return
             try:
                 await self._connect()
                 return
@@ -189,9 +188,7 @@ class TelegramTransport:
                 log.warning("Telegram: cannot reach %s (%s); trying again in %.0f s", self.api_url, error, pause)
             finally:
                 self._first_try.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pause)
-            pause = min(pause * 2, 60.0)
+            await self.rest(pause)
 
     def _connecting_ended(self, task: asyncio.Task[None]) -> None:
         error = None if task.cancelled() else task.exception()
@@ -246,10 +243,10 @@ class TelegramTransport:
 
     async def _start_webhook(self) -> None:
         assert self.webhook and self.listen
-        secret = outbox.recall(self.engine, SERVICE, "webhook_secret")
+        secret = self.secrets.get("webhook_secret")
         if not secret:
             secret = secrets.token_urlsafe(32)  # A–Z a–z 0–9 _ -: what Telegram allows
-            outbox.remember(self.engine, SERVICE, "webhook_secret", secret)
+            self.secrets.put("webhook_secret", secret)
         host, port = self.listen
         try:
             await self._app().updater.start_webhook(  # type: ignore[union-attr]
@@ -261,7 +258,7 @@ class TelegramTransport:
 
     async def stop(self) -> None:
         """Stop receiving, let the updates already received be handled, then close."""
-        self._stopping.set()
+        self.stopping.set()
         if self._task is not None:
             if not self._task.done():
                 self._task.cancel()
@@ -447,12 +444,12 @@ class TelegramTransport:
         name, uid = user.username.lower(), str(user.id)
         if self._usernames.get(name) != uid:
             self._usernames[name] = uid
-            outbox.remember(self.engine, SERVICE, f"u:{name}", uid)
+            self.state.put(f"u:{name}", uid)
 
     def _user_id_of(self, username: str) -> str | None:
         name = username.lower()
         if name not in self._usernames:
-            found = outbox.recall(self.engine, SERVICE, f"u:{name}")
+            found = self.state.get(f"u:{name}")
             if not found:
                 return None
             self._usernames[name] = found
@@ -465,33 +462,20 @@ class TelegramTransport:
             return
         self._told.add(chat)
         key = f"privacy:{chat}"
-        if outbox.recall(self.engine, SERVICE, key):
+        if self.state.get(key):
             return
         if await self._say(int(chat), say("privacy", self.core.community.lang, bot=self._me().username)):
-            outbox.remember(self.engine, SERVICE, key, "1")
+            self.state.put(key, "1")
         else:
             self._told.discard(chat)
 
     def _forget_blind(self, chat: str) -> None:
         self._told.discard(chat)
-        if outbox.recall(self.engine, SERVICE, f"privacy:{chat}"):
-            outbox.remember(self.engine, SERVICE, f"privacy:{chat}", "")
+        if self.state.get(f"privacy:{chat}"):
+            self.state.put(f"privacy:{chat}", "")
 
     # --- actions out -------------------------------------------------------------------------
-    async def deliver(self, actions: list[Outgoing]) -> None:
-        """Carry out the actions in order; what cannot go now waits in the outbox (`bot/delivery.py`).
-        Telegram's BadRequest means the request itself is wrong, so it is not tried again; Forbidden (not
-        in that group any more) is kept, in case the bot comes back."""
-        mine = [a for a in actions if a.service in ("", SERVICE)]
-        if mine:
-            await self._outbound.run(mine, self._carry, dropped=(BadRequest,), kept=(Forbidden,))
-
-    @property
-    def parked(self) -> int:
-        """Actions left in the outbox for a later try."""
-        return self._outbound.parked
-
-    async def _carry(self, action: Outgoing) -> None:
+    async def carry(self, action: Outgoing) -> None:
         match action.kind:
             case Kind.ALERT:
                 query = self._queries.pop(action.reply_to or "", None)
@@ -550,7 +534,7 @@ class TelegramTransport:
 
     def _posted(self, action: Outgoing) -> None:
         if action.kind is Kind.CARD:
-            self._outbound.posted(action.order_id)
+            self.outbound.posted(action.order_id)
 
     async def _photo(self, chat_id: int | str, file_id: str, caption: str | None, markup: InlineKeyboardMarkup | None,
                      reply: ReplyParameters | None) -> Message | None:
@@ -615,10 +599,10 @@ class TelegramTransport:
 
     async def _hold_direct(self, action: Outgoing, user_id: str, name: str) -> None:
         key = f"dm:{user_id}"
-        held = json.loads(outbox.recall(self.engine, SERVICE, key) or "[]")
+        held = json.loads(self.state.get(key) or "[]")
         first = not held
         held = [*held, to_json(action)][-HELD_MAX:]
-        outbox.remember(self.engine, SERVICE, key, json.dumps(held, ensure_ascii=False))
+        self.state.put(key, json.dumps(held, ensure_ascii=False))
         if not first:
             return  # the group was asked already
         links = await self.core.call(self.core.cards, action.order_id, SERVICE) if action.order_id else []
@@ -640,10 +624,10 @@ class TelegramTransport:
     async def _release_direct(self, user_id: str) -> None:
         """Someone wrote to the bot in private: the direct messages held for them go now."""
         key = f"dm:{user_id}"
-        held = outbox.recall(self.engine, SERVICE, key)
+        held = self.state.get(key)
         if not held:
             return
-        outbox.remember(self.engine, SERVICE, key, "")
+        self.state.put(key, "")
         await self.deliver([from_json(data) for data in json.loads(held)])
 
     async def _say(self, chat_id: int, text: str) -> bool:

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from handlers.protocol import Outgoing, from_json, to_json
 from storage.db import session
-from storage.models import Memo, Outbox
+from storage.models import Outbox
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -106,17 +106,3 @@ def settle(engine: Engine, row_ids: list[int], now: datetime, error: str | None 
                 row.claimed_until = None
             db.add(row)
         db.commit()
-
-
-def remember(engine: Engine, service: str, key: str, value: str) -> None:
-    with session(engine) as db:
-        row = db.get(Memo, (service, key)) or Memo(service=service, key=key, value=value)
-        row.value = value
-        db.add(row)
-        db.commit()
-
-
-def recall(engine: Engine, service: str, key: str) -> str | None:
-    with session(engine) as db:
-        row = db.get(Memo, (service, key))
-        return row.value if row else None

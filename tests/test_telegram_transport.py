@@ -29,7 +29,6 @@ from sqlmodel import select
 
 from bot.settings import Settings
 from bot.telegram import LoginFailed, TelegramTransport
-from handlers import outbox
 from handlers.clock import SystemClock
 from handlers.community import CommunityConfig
 from handlers.protocol import Button, Kind, Outgoing, Text
@@ -376,7 +375,7 @@ async def test_direct_messages_and_the_fallback_mention(tg: TelegramApiServer, t
         # Blocked by the person later: held again, nothing lost.
         tg.user_blocks_bot(wang)
         await t.transport.deliver([Outgoing(Kind.DIRECT, Text("help"), person_id=t.person_id(wang))])
-        assert outbox.recall(t.core.engine, "telegram", f"dm:{wang.id}")  # type: ignore[union-attr]
+        assert t.transport.state.get(f"dm:{wang.id}")  # type: ignore[union-attr]
 
 
 async def test_a_private_matters_details_go_by_direct_message(tg: TelegramApiServer, tmp_path: Path) -> None:
@@ -575,7 +574,7 @@ async def test_webhook_mode_checks_the_secret(tg: TelegramApiServer, tmp_path: P
         hook = tg.webhook
         assert hook is not None and hook["url"] == url
         assert t.core is not None
-        secret = outbox.recall(t.core.engine, "telegram", "webhook_secret")
+        secret = t.transport.secrets.get("webhook_secret")  # kept apart from the ordinary state
         assert secret and hook["secret_token"] == secret
         group = tg.create_group("阳光小区业主群", members=[zhang, liu, wang], bot_admin=True)
         said = tg.user_says(wang, group, "3栋2单元楼道灯坏了，晚上黑漆漆的")
