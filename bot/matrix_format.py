@@ -10,11 +10,10 @@ import html
 from typing import Any
 
 from bot.matrix_events import KEYCAPS
-from bot.render import render, say
+from bot.render import card_of, render, say
 from handlers.protocol import Button, Kind, Mention, Outgoing
 
 HTML = "org.matrix.custom.html"
-_HEAD_MARKERS = ("🔴", "🟡", "🔵")
 
 
 def flat(rows: tuple[tuple[Button, ...], ...]) -> list[Button]:
@@ -40,18 +39,17 @@ def pill(user_id: str, name: str) -> str:
     return f'<a href="https://matrix.to/#/{html.escape(user_id)}">{html.escape(name)}</a>'
 
 
-def _html_lines(text: str, bold_head: bool) -> str:
-    lines = []
-    for line in text.split("\n"):
-        escaped = html.escape(line)
-        lines.append(f"<b>{escaped}</b>" if bold_head and line.startswith(_HEAD_MARKERS) else escaped)
-    return "<br>".join(lines)
+def _html_lines(action: Outgoing, text: str) -> str:
+    """The card's head in bold (the card says which line it is); other texts as they are."""
+    card = card_of(action.text, action.lang)
+    lines = card.lines() if card else [(line, False) for line in text.split("\n")]
+    return "<br>".join(f"<b>{html.escape(line)}</b>" if head else html.escape(line) for line, head in lines)
 
 
 def body_and_html(action: Outgoing, to: Mention | None = None) -> tuple[str, str, list[str]]:
     """Plain body, formatted body and the user ids it mentions."""
     text = render(action.text, action.lang)
-    formatted = _html_lines(text, bold_head=action.kind in (Kind.CARD, Kind.UPDATE_CARD))
+    formatted = _html_lines(action, text)
     users: list[str] = []
     for mention in action.mentions:
         uid = mention.external_id

@@ -6,6 +6,7 @@ The core hands over `Text(key, params)`; `render(text, lang)` turns it into word
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from handlers.commands import SPECS
@@ -72,10 +73,37 @@ def _mentions(p: dict[str, Any]) -> str:
 
 
 # --- the order card ----------------------------------------------------------------------------
-def _card(p: dict[str, Any], lang: str, filed: bool = False) -> str:
+@dataclass(frozen=True, slots=True)
+class Card:
+    """An order card as structure: each transport formats it (a bold head, a colour); `text` is the plain form."""
+
+    head: str  # "🔴 #1 楼道灯坏了 · 3栋": the line a transport sets apart
+    fields: tuple[str, ...]  # 分类…, 状态…, 时限…, notes
+    warning: str  # red, yellow or blue: late or urgent by nature, past half its time, on track
+    banner: str | None = None  # "已登记" above a newly filed card
+
+    def lines(self) -> list[tuple[str, bool]]:
+        """Each line and whether it is the head."""
+        return [*([(self.banner, False)] if self.banner else []), (self.head, True),
+                *((line, False) for line in self.fields)]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line for line, _ in self.lines())
+
+
+def card_of(text: Text, lang: str) -> Card | None:
+    """The card an action shows, or None when its text is no card."""
+    if text.key not in ("card", "card.filed"):
+        return None
+    return _card_structure(text.params, lang, filed=text.key == "card.filed")
+
+
+def _card_structure(p: dict[str, Any], lang: str, filed: bool = False) -> Card:
     zh = lang == "zh"
     place = p.get("place") or ""
-    marker = name("marker", p.get("warning") or p["urgency"], lang)
+    warning = p.get("warning") or p["urgency"]
+    marker = name("marker", warning, lang)
     private = "私事，详情已私信报事人" if zh else "private matter, details sent to the reporter"
     title = private if p.get("private") else p["title"]
     head = f"{marker} #{p['number']} {title}" + (f" · {place}" if place else "")
@@ -83,7 +111,7 @@ def _card(p: dict[str, Any], lang: str, filed: bool = False) -> str:
                        name("matter", p["matter"], lang)])
     who = _holder(p, lang)
     state = name("state", p["state"], lang) + (f" → {who}" if who else "")
-    lines = [head, ("分类：" if zh else "Type: ") + tags, ("状态：" if zh else "State: ") + state]
+    lines = [("分类：" if zh else "Type: ") + tags, ("状态：" if zh else "State: ") + state]
     deadlines = [
         (f"{p[key]} 前{zh_word}" if zh else f"{en_word} by {p[key]}")
         for key, zh_word, en_word in (("respond_due", "响应", "respond"), ("on_scene_due", "到场", "on the scene"),
@@ -97,9 +125,11 @@ def _card(p: dict[str, Any], lang: str, filed: bool = False) -> str:
         lines.append("⏸ 等待居民，时限暂停" if zh else "⏸ waiting on the resident; the clock is paused")
     if p.get("level"):
         lines.append(("已吹哨：" if zh else "Escalated to: ") + name("level", p["level"], lang))
-    if filed:
-        lines.insert(0, "已登记" if zh else "Filed")
-    return "\n".join(lines)
+    return Card(head, tuple(lines), warning, ("已登记" if zh else "Filed") if filed else None)
+
+
+def _card(p: dict[str, Any], lang: str, filed: bool = False) -> str:
+    return _card_structure(p, lang, filed).text
 
 
 def _items(p: dict[str, Any], lang: str) -> str:

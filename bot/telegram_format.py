@@ -14,16 +14,15 @@ from dataclasses import dataclass
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, User
 
-from bot.render import render
+from bot.render import card_of, render
 from handlers.commands import COMMANDS
-from handlers.protocol import Button, Incoming, Kind, Mention, Outgoing
+from handlers.protocol import Button, Incoming, Mention, Outgoing
 
 SERVICE = "telegram"
 GROUP_TYPES = ("group", "supergroup")
 TEXT_LIMIT = 4096  # characters of a message, after entities are parsed
 CAPTION_LIMIT = 1024
 ALERT_LIMIT = 200  # an answerCallbackQuery text
-_HEAD_MARKERS = ("🔴", "🟡", "🔵")
 # Telegram file ids are URL-safe base64; anything else (a console path, an mxc:// URI) is no photo here,
 # and a string that names a local file would be uploaded by python-telegram-bot: never send those.
 _FILE_ID = re.compile(r"^[A-Za-z0-9_-]{20,}$")
@@ -156,17 +155,16 @@ def plain_text(action: Outgoing, limit: int = TEXT_LIMIT) -> str:
 
 def html_text(action: Outgoing, *, limit: int = TEXT_LIMIT, extra: str | None = None) -> str:
     """The action's text as Telegram HTML: escaped, card heads in bold, people linked so they are notified."""
-    text = render(action.text, action.lang)
+    card = card_of(action.text, action.lang)
+    text = card.text if card else render(action.text, action.lang)
     if extra:
         text = f"{text}\n\n{extra}"
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    bold = action.kind in (Kind.CARD, Kind.UPDATE_CARD)
-    lines = []
-    for line in text.split("\n"):
-        escaped = html.escape(line, quote=False)
-        lines.append(f"<b>{escaped}</b>" if bold and line.startswith(_HEAD_MARKERS) else escaped)
-    return link_mentions("\n".join(lines), action.mentions)
+    head = card.head if card else None  # the card says which line is its head: nothing is guessed from emoji
+    shown = [f"<b>{html.escape(line, quote=False)}</b>" if line == head else html.escape(line, quote=False)
+             for line in text.split("\n")]
+    return link_mentions("\n".join(shown), action.mentions)
 
 
 def link_mentions(escaped: str, mentions: tuple[Mention, ...]) -> str:
