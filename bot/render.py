@@ -319,6 +319,12 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "bind.approved": "已批准：群已绑定到 {grid}。",
         "bind.declined": "已拒绝绑定到 {grid}。",
         "btn.approve": "批准",
+        "emergency.possible": lambda p, lang: f"⚠ 可能的紧急情况：这条消息提到了危险。{_mentions(p)} 请确认，"
+                                              "需要的话一键登记为紧急工单。".replace("。 请", "。请"),
+        "emergency.not_yours": "只有书记、网格长和发消息的人可以确认。",
+        "emergency.dismissed": "好的，不登记。",
+        "btn.sos_yes": "🔴 登记为紧急工单",
+        "btn.sos_no": "不是紧急情况",
         "owner.direct_only": "认证码请私聊发给我，不要发在群里。",
         "owner.bad": "认证码不对或已过期。请让运行邻里助手的人用 linli owner-code 生成新的认证码。",
         "owner.done": "认证成功：您现在是 {community} 的督办，可以派单、批准绑定群，并查看所有网格。",
@@ -504,6 +510,12 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "bind.approved": "Approved: the chat is now bound to {grid}.",
         "bind.declined": "Binding to {grid} declined.",
         "btn.approve": "Approve",
+        "emergency.possible": lambda p, lang: f"⚠ Possible emergency: this message mentions danger. {_mentions(p)} "
+                                              "please check; one tap files it as an urgent order.",
+        "emergency.not_yours": "Only the secretaries, grid leaders and the sender can answer this.",
+        "emergency.dismissed": "OK, not filed.",
+        "btn.sos_yes": "🔴 File as urgent",
+        "btn.sos_no": "Not an emergency",
         "owner.direct_only": "Send the owner code to me by direct message, not in a group.",
         "owner.bad": "That owner code is wrong or has expired. Ask whoever runs Linli for a new one "
                      "(linli owner-code).",

@@ -27,6 +27,7 @@ class Verb(StrEnum):
     PROMPT = "pr"  # ident: a prompt; arg: y or n (要登记为工单吗？)
     DUPLICATE = "dup"  # ident: a prompt; arg: y or n (是不是同一个问题？)
     BIND = "bnd"  # ident: a binding request (prompt); arg: y or n
+    EMERGENCY = "sos"  # ident: a possible emergency (prompt); arg: y (file it, red) or n
 
 
 MAX_IDENT = 2**63 - 1  # what the database's integer keys hold
@@ -38,6 +39,7 @@ _ARGS: dict[Verb, re.Pattern[str]] = {
     Verb.PROMPT: re.compile(r"[yn]"),
     Verb.DUPLICATE: re.compile(r"[yn]"),
     Verb.BIND: re.compile(r"[yn]"),
+    Verb.EMERGENCY: re.compile(r"[yn]"),
 }
 _SHAPE = re.compile(r"([a-z]{2,3}):([0-9]{1,19})(?::([a-z0-9_]{1,20}))?")
 
@@ -81,6 +83,6 @@ def read_press(data: str) -> Press | None:
         pattern = _ARGS.get(verb)
         if pattern is None or not pattern.fullmatch(arg):
             return None
-    elif verb in (Verb.RATE, Verb.VISIT, Verb.PROMPT, Verb.DUPLICATE, Verb.BIND):
+    elif verb in (Verb.RATE, Verb.VISIT, Verb.PROMPT, Verb.DUPLICATE, Verb.BIND, Verb.EMERGENCY):
         return None  # these mean nothing without their answer
     return Press(verb, ident, arg)

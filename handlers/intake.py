@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import lru_cache
 
 from sqlalchemy import Select, bindparam, or_
@@ -11,9 +12,10 @@ from sqlmodel import col, select
 from handlers import orders
 from handlers.buttons import Verb, press_data
 from handlers.community import parse_duration
+from handlers.directory import PersonInfo
 from handlers.dispatch import suggest_team
 from handlers.lifecycle import OPEN_STATES, Action
-from handlers.protocol import Button, Text
+from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.triage import Triage, triage
 from handlers.triage.normalize import fold, simplified
 from handlers.turn import GridInfo, Turn
@@ -23,6 +25,7 @@ from storage.models import Event, Follower, Order, Person, Photo, Prompt
 # "+1", "我也是", "同上", "我家也停水了": the same problem as an open order, not a new one.
 FOLLOW_WORDS = re.compile(r"^\s*(\+\s*1(?!\d)|＋１|我也是|我也一样|同上|同问|我家也|一样|顶|me too|same here)", re.I)
 FOLLOW_MAX_CHARS = 30
+EMERGENCY = "sos"  # the kind of prompt that asks the dispatchers about a possible emergency
 DUPLICATE_CANDIDATES = 12  # the most recent open orders like it that are compared
 
 
@@ -44,6 +47,9 @@ def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
             turn.reply("report.empty")
         return None
     verdict = judge(turn, text or "[图片]", explicit=explicit)
+    if verdict.possible_emergency and not explicit:
+        ask_about_emergency(turn, text)
+        return None
     if verdict.action == "ask" and not explicit:
         ask_to_file(turn, text)
     if verdict.action != "file" and not explicit:
@@ -215,6 +221,47 @@ def ask_to_file(turn: Turn, text: str) -> None:
     buttons = ((Button(Text("btn.yes"), press_data(Verb.PROMPT, prompt.id, "y")),
                 Button(Text("btn.no"), press_data(Verb.PROMPT, prompt.id, "n"))),)
     turn.reply("prompt.file", buttons=buttons)
+
+
+def ask_about_emergency(turn: Turn, text: str) -> None:
+    """Danger words in a message that does not read as a request: never quiet. The chat's dispatchers are
+    asked (可能的紧急情况), and one tap of theirs, or of the sender, files it as a red order."""
+    assert turn.person.id is not None
+    prompt = Prompt(kind=EMERGENCY, person_id=turn.person.id, chat_id=turn.chat.id,
+                    payload={"text": text, "message_ref": turn.incoming.message_id}, created_at=turn.now)
+    turn.db.add(prompt)
+    turn.db.flush()
+    assert prompt.id is not None
+    dispatchers = repo.people_with_role_over(turn.db, turn.grid.path, "dispatcher")
+    buttons = ((Button(Text("btn.sos_yes"), press_data(Verb.EMERGENCY, prompt.id, "y")),
+                Button(Text("btn.sos_no"), press_data(Verb.EMERGENCY, prompt.id, "n"))),)
+    turn.out.append(Outgoing(Kind.SEND, Text("emergency.possible", {"names": [p.name for p in dispatchers]}),
+                             lang=turn.chat_lang, service=turn.incoming.service, chat_id=turn.incoming.chat_id,
+                             reply_to=turn.incoming.message_id, buttons=buttons, mentions=turn.mentions(dispatchers)))
+
+
+def answer_emergency(turn: Turn, prompt_id: int, yes: bool) -> None:
+    prompt = turn.db.get(Prompt, prompt_id)
+    if prompt is None or prompt.kind != EMERGENCY or prompt.answered_at is not None:
+        turn.refuse("prompt.gone")
+        return
+    staff = turn.granted_roles(turn.grid) or (turn.admin_may_dispatch() and prompt.chat_id == turn.chat.id)
+    if prompt.person_id != turn.person.id and not staff:
+        turn.refuse("emergency.not_yours")
+        return
+    prompt.answered_at = turn.now
+    turn.db.add(prompt)
+    if not yes:
+        turn.alert("emergency.dismissed")
+        return
+    reporter = turn.db.get(Person, prompt.person_id)
+    if reporter is None or reporter.id is None:
+        turn.refuse("prompt.gone")
+        return
+    text = prompt.payload.get("text", "")
+    verdict = replace(judge(turn, text, explicit=True), urgency="red")
+    on_behalf = replace(turn, person=PersonInfo(reporter.id, reporter.name, reporter.lang, None))
+    file_order(on_behalf, text, verdict)
 
 
 def answer_prompt(turn: Turn, prompt_id: int, yes: bool) -> None:

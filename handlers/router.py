@@ -235,6 +235,9 @@ class Linli:
         if press.verb is Verb.DUPLICATE:
             intake.answer_duplicate(turn, press.ident, press.arg == "y")
             return
+        if press.verb is Verb.EMERGENCY:
+            intake.answer_emergency(turn, press.ident, press.arg == "y")
+            return
         if press.verb is Verb.BIND:
             dispatch.answer_binding(turn, press.ident, press.arg == "y")
             return

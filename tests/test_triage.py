@@ -206,3 +206,15 @@ def test_the_shipped_model_is_small_and_loads_without_scikit_learn() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) < 1500
+
+
+@pytest.mark.parametrize("text", [
+    "刚才好像闻到一股煤气味 也不知道是哪家的", "对面楼阳台在冒烟 不知道咋回事", "隔壁老太太三天没开门了 敲门也没人应",
+    "楼上小孩爬到窗台外面了！！", "5栋门口那个井盖没了 黑乎乎一个洞", "小区门口两个人吵得很凶 要打起来了",
+    "the AC bracket on block 2 is hanging loose over the path", "i can smell gas in the stairwell lol is that normal",
+    "我爸胸口痛 喘不上气", "老婆羊水破了 车被堵在车库出不去",
+])
+def test_danger_is_never_ignored(text: str) -> None:
+    verdict = triage(text)
+    assert verdict.action != "ignore"
+    assert verdict.urgency == "red" or verdict.possible_emergency, verdict

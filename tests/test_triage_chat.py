@@ -126,3 +126,31 @@ def test_corrections_export_and_train(hood: Neighbourhood, tmp_path) -> None:  #
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert lines == [{**lines[0], "category": "safety", "urgency": "red"}] and lines[0]["text"].startswith("北门")
+
+
+def test_danger_words_in_chatter_are_never_quiet(hood: Neighbourhood, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A message the model does not read as a request but that names a danger: the dispatchers are asked,
+    and one tap files it as a red order in the sender's name. (Which texts those are is the model's
+    business, checked in tests/test_triage.py; here one verdict is made so.)"""
+    from dataclasses import replace
+
+    from handlers import intake
+    from handlers.triage import Location, Triage
+
+    text = "刚才好像闻到一股煤气味 也不知道是哪家的"
+    judged = intake.judge
+    monkeypatch.setattr(intake, "judge", lambda turn, said, *, explicit: replace(
+        Triage(False, None, None, None, Location(), 0.9), action="ask", possible_emergency=True)
+        if said == text and not explicit else judged(turn, said, explicit=explicit))
+    hood.say("李姐", text)
+    hood.expect("⚠ 可能的紧急情况", "@张书记")
+    hood.press("王阿姨", "🔴 登记为紧急工单")
+    hood.expect("只有书记、网格长和发消息的人可以确认")
+    hood.press("张书记", "🔴 登记为紧急工单")
+    hood.expect("已登记", "🔴", "紧急")
+    order = hood.order(1)
+    assert order.urgency == "red" and hood.order_count() == 1
+    with hood.db() as db:
+        from storage.models import Person
+
+        assert db.get(Person, order.reporter_id).name == "李姐", "filed in the sender's name"

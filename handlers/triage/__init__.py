@@ -14,6 +14,7 @@ at the file; whoever starts the bot calls `use_model(settings.triage_model)` onc
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,13 @@ REQUEST_AT = 0.6  # probability of being a request from which a message is one (
 PLACE_FROM = 0.2  # below this a message is plainly chatter, and the place it names is no work order's
 RED_LIFT = 0.15  # a red cue makes a request of a message the model was not quite sure about
 FILE_AT = 0.75  # a request this sure is filed at once; a less sure one is asked about (要登记为工单吗？)
+RED_LEAN = 0.2  # red wins a near tie: a missed emergency costs more than a false alarm (held-out folds:
+# red recall 0.974 → 0.983 for precision 0.755 → 0.737)
+# From here on a doubtful message is asked about (held-out folds: 0.3% of requests below, 4.4% of chatter above).
+ASK_AT = 0.5
+COMPLAINT = re.compile(r"投诉|反映|举报|恳请|请求|要求|希望.{0,12}(?:解决|处理|管|整改|答复)"
+                       r"|请.{0,6}(?:解决|处理|管|查)|有关部门|领导|政府|整改|complain|please (?:fix|help|deal)")
+COMPLAINT_FROM = 40  # characters: a letter, not a line of chat
 RULED_OUT = 0.98  # confidence that a bare "+1", a bare photo or a staff notice is no request
 log = logging.getLogger(__name__)
 Action = Literal["file", "ask", "ignore"]
@@ -53,6 +61,7 @@ class Triage:
     location: Location
     confidence: float
     action: Action = "ignore"  # what the chat does with the message: file it, ask the sender, or say nothing
+    possible_emergency: bool = False  # danger words in what does not read as a request: ask the dispatchers
 
     def as_json(self) -> dict:
         return {
@@ -116,15 +125,20 @@ def triage(
     model = _loaded.get()
     raw = model.raw(shape(said))
     chance = model.request_chance(raw)
-    red = red_cue(said) if chance >= RED_LIFT or explicit else None
+    cue = red_cue(said)
+    red = cue if chance >= RED_LIFT or explicit else None
     if red:
         chance = max(chance, 0.9)
+    elif COMPLAINT.search(said) and len(said) >= COMPLAINT_FROM:
+        chance = max(chance, ASK_AT)  # a long complaint in the words of a letter is asked about, not ignored
     if not explicit and chance < REQUEST_AT:
         location = (parse_location(place_text, landmarks=landmarks, buildings=buildings)
                     if chance >= PLACE_FROM else Location())
-        return Triage(False, None, None, None, location, 1.0 - chance)
+        if cue:  # danger words the model doubts: never quiet, the dispatchers are alerted (可能的紧急情况)
+            return Triage(False, None, None, None, location, 1.0 - chance, "ask", possible_emergency=True)
+        return Triage(False, None, None, None, location, 1.0 - chance, "ask" if chance >= ASK_AT else "ignore")
     category = model.label(raw, "category")
-    urgency = "red" if red else model.label(raw, "urgency")
+    urgency = "red" if red or model.margin(raw, "urgency", "red") + RED_LEAN >= 0 else model.label(raw, "urgency")
     matter = model.label(raw, "matter")
     location = parse_location(place_text, landmarks=landmarks, buildings=buildings)
     confidence = 1.0 if explicit else chance

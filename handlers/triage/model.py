@@ -92,6 +92,12 @@ class TriageModel:
         start, end = self._columns[head]
         return self.classes[head][max(range(start, end), key=raw.__getitem__) - start]
 
+    def margin(self, raw: list[float], head: str, label: str) -> float:
+        """How far `label` leads (or trails, below 0) the best other class of `head`."""
+        start, end = self._columns[head]
+        mine = start + self.classes[head].index(label)
+        return raw[mine] - max(raw[i] for i in range(start, end) if i != mine)
+
     def scores(self, shaped: str) -> Scores:
         """Every probability, for looking into a verdict; `triage()` needs only `label`."""
         raw = self.raw(shaped)
