@@ -108,12 +108,16 @@ def owner_code() -> None:
 
 
 @triage_app.callback(invoke_without_command=True)
-def triage_stream(ctx: typer.Context) -> None:
+def triage_stream(ctx: typer.Context, strictness: Annotated[str, typer.Option(
+        help="eager, balanced or cautious: how readily a message is filed or asked about.")] = "balanced") -> None:
     """Read JSON lines {"text": …} on stdin, write one JSON line of triage per input."""
     if ctx.invoked_subcommand is not None:
         return
-    from handlers.triage import triage
+    from handlers.triage import STRICTNESS, triage
 
+    if strictness not in STRICTNESS:
+        console.print(f"[red]linli triage: --strictness must be one of {', '.join(STRICTNESS)}[/]")
+        raise typer.Exit(2)
     _use_triage_model(None)
     out = sys.stdout
     bad = 0
@@ -126,7 +130,7 @@ def triage_stream(ctx: typer.Context) -> None:
             print(f"linli triage: line {number} is not a JSON object with a \"text\" string: {line.strip()[:60]}",
                   file=sys.stderr)
             continue
-        out.write(json.dumps(triage(text).as_json(), ensure_ascii=False) + "\n")
+        out.write(json.dumps(triage(text, strictness=strictness).as_json(), ensure_ascii=False) + "\n")
     out.flush()
     if bad:
         raise typer.Exit(1)

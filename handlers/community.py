@@ -243,6 +243,12 @@ class CalendarConfig(Strict):
         return WorkCalendar(tz, frozenset(self.holidays), frozenset(self.workdays))
 
 
+class TriageConfig(Strict):
+    """How readily ordinary messages become orders: eager files more at once, cautious asks first."""
+
+    strictness: Literal["eager", "balanced", "cautious"] = "balanced"
+
+
 class CommunityConfig(Strict):
     community: CommunityInfo = CommunityInfo()
     grids: list[GridConfig] = Field(default_factory=list)
@@ -251,6 +257,7 @@ class CommunityConfig(Strict):
     people: list[PersonConfig] = Field(default_factory=list)
     sla: SlaPolicy = SlaPolicy()
     calendar: CalendarConfig = CalendarConfig()
+    triage: TriageConfig = TriageConfig()
     landmarks: list[str] = Field(default_factory=list)  # 北门, 地下车库, 垃圾站 …
     duplicate_window: str = "24h"  # a report like an open order from within this window may be the same
     follow_up_visit: str | None = "1d"  # 回访: ask the reporter this long after closing whether it holds

@@ -37,7 +37,8 @@ def buildings_of(turn: Turn) -> set[str] | None:
 
 def judge(turn: Turn, text: str, *, explicit: bool) -> Triage:
     config = turn.community.config
-    return triage(text, landmarks=config.landmarks, buildings=buildings_of(turn), explicit=explicit)
+    return triage(text, landmarks=config.landmarks, buildings=buildings_of(turn), explicit=explicit,
+                  strictness=config.triage.strictness)
 
 
 def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:

@@ -42,6 +42,10 @@ RED_LEAN = 0.2  # red wins a near tie: a missed emergency costs more than a fals
 # red recall 0.974 → 0.983 for precision 0.755 → 0.737)
 # From here on a doubtful message is asked about (held-out folds: 0.3% of requests below, 4.4% of chatter above).
 ASK_AT = 0.5
+Strictness = Literal["eager", "balanced", "cautious"]
+# strictness → (file at once from, ask from): eager files and asks more, cautious asks before it files
+STRICTNESS: dict[str, tuple[float, float]] = {"eager": (0.6, 0.35), "balanced": (FILE_AT, ASK_AT),
+                                              "cautious": (0.9, 0.6)}
 COMPLAINT = re.compile(r"投诉|反映|举报|恳请|请求|要求|希望.{0,12}(?:解决|处理|管|整改|答复)"
                        r"|请.{0,6}(?:解决|处理|管|查)|有关部门|领导|政府|整改|complain|please (?:fix|help|deal)")
 COMPLAINT_FROM = 40  # characters: a letter, not a line of chat
@@ -116,8 +120,11 @@ def triage(
     landmarks: Sequence[str] = (),
     buildings: Collection[str] | None = None,
     explicit: bool = False,
+    strictness: Strictness = "balanced",
 ) -> Triage:
-    """Judge one message. `explicit` (a /报事 command or an @-mention) makes it a request whatever it says."""
+    """Judge one message. `explicit` (a /报事 command or an @-mention) makes it a request whatever it says;
+    `strictness` moves where a message is filed at once, asked about, or left alone."""
+    file_at, ask_at = STRICTNESS[strictness]
     place_text = readable(text[:MAX_TRIAGE_CHARS])
     said = caption(place_text.lower())
     if not explicit and (not words_of(said) or is_follow_only(said) or is_notice(said)):
@@ -130,17 +137,20 @@ def triage(
     if red:
         chance = max(chance, 0.9)
     elif COMPLAINT.search(said) and len(said) >= COMPLAINT_FROM:
-        chance = max(chance, ASK_AT)  # a long complaint in the words of a letter is asked about, not ignored
-    if not explicit and chance < REQUEST_AT:
+        chance = max(chance, ask_at)  # a long complaint in the words of a letter is asked about, not ignored
+    if not explicit and chance < min(REQUEST_AT, ask_at):
         location = (parse_location(place_text, landmarks=landmarks, buildings=buildings)
                     if chance >= PLACE_FROM else Location())
         if cue:  # danger words the model doubts: never quiet, the dispatchers are alerted (可能的紧急情况)
             return Triage(False, None, None, None, location, 1.0 - chance, "ask", possible_emergency=True)
-        return Triage(False, None, None, None, location, 1.0 - chance, "ask" if chance >= ASK_AT else "ignore")
+        return Triage(False, None, None, None, location, 1.0 - chance, "ask" if chance >= ask_at else "ignore")
+    if not explicit and chance < REQUEST_AT:  # eager: asked about although the model leans to chatter
+        return Triage(False, None, None, None, parse_location(place_text, landmarks=landmarks, buildings=buildings),
+                      1.0 - chance, "ask")
     category = model.label(raw, "category")
     urgency = "red" if red or model.margin(raw, "urgency", "red") + RED_LEAN >= 0 else model.label(raw, "urgency")
     matter = model.label(raw, "matter")
     location = parse_location(place_text, landmarks=landmarks, buildings=buildings)
     confidence = 1.0 if explicit else chance
     return Triage(True, category, urgency, matter, location, confidence,
-                  "file" if confidence >= FILE_AT or red else "ask")
+                  "file" if confidence >= file_at or red else "ask")
