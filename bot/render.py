@@ -319,6 +319,7 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "bind.approved": "已批准：群已绑定到 {grid}。",
         "bind.declined": "已拒绝绑定到 {grid}。",
         "btn.approve": "批准",
+        "report.amended": "已补充到 #{number}。",
         "emergency.possible": lambda p, lang: f"⚠ 可能的紧急情况：这条消息提到了危险。{_mentions(p)} 请确认，"
                                               "需要的话一键登记为紧急工单。".replace("。 请", "。请"),
         "emergency.not_yours": "只有书记、网格长和发消息的人可以确认。",
@@ -510,6 +511,7 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "bind.approved": "Approved: the chat is now bound to {grid}.",
         "bind.declined": "Binding to {grid} declined.",
         "btn.approve": "Approve",
+        "report.amended": "Added to #{number}.",
         "emergency.possible": lambda p, lang: f"⚠ Possible emergency: this message mentions danger. {_mentions(p)} "
                                               "please check; one tap files it as an urgent order.",
         "emergency.not_yours": "Only the secretaries, grid leaders and the sender can answer this.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import timedelta
 from functools import lru_cache
 
 from sqlalchemy import Select, bindparam, or_
@@ -26,6 +27,10 @@ from storage.models import Event, Follower, Order, Person, Photo, Prompt
 FOLLOW_WORDS = re.compile(r"^\s*(\+\s*1(?!\d)|＋１|我也是|我也一样|同上|同问|我家也|一样|顶|me too|same here)", re.I)
 FOLLOW_MAX_CHARS = 30
 EMERGENCY = "sos"  # the kind of prompt that asks the dispatchers about a possible emergency
+GROUPING_WINDOW = timedelta(minutes=2)  # a person's messages this close together are about one problem
+FRAGMENT_MAX = 30  # characters: "3栋", "就在北门", "急！" add to a report; a paragraph is news of its own
+FRAGMENT = "fragment"  # a prompt kind: a place or a photo said just before the report it belongs to
+AMEND = "amend"  # an event: a message added to the order it belongs to
 DUPLICATE_CANDIDATES = 12  # the most recent open orders like it that are compared
 
 
@@ -51,6 +56,12 @@ def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
     if verdict.possible_emergency and not explicit:
         ask_about_emergency(turn, text)
         return None
+    recent = None if turn.incoming.is_direct or explicit else _just_reported(turn)
+    if recent is not None and _same_problem(recent, text, verdict):
+        amend(turn, recent, text, verdict)  # "电梯又坏了" / "3栋" / a photo: one problem, one order
+        return recent
+    if not verdict.is_request and not explicit and _worth_keeping(text, verdict):
+        _keep_for_a_moment(turn, text, verdict)  # "3栋" or a photo first: it joins the report that follows
     if verdict.action == "ask" and not explicit:
         ask_to_file(turn, text)
     if verdict.action != "file" and not explicit:
@@ -58,9 +69,86 @@ def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
     return file_order(turn, text, verdict)
 
 
+# --- one problem, one order: a person's consecutive messages in one chat within two minutes -------------
+def _just_reported(turn: Turn) -> Order | None:
+    """The open order this person reported or added to in this chat within the grouping window, if any."""
+    since = turn.now - GROUPING_WINDOW
+    row = turn.db.exec(
+        select(Order).join(Event, col(Event.order_id) == col(Order.id))
+        .where(Order.chat_id == turn.chat.id, Order.reporter_id == turn.person.id,
+               col(Order.state).in_(sorted(OPEN_STATES)), Event.actor_id == turn.person.id,
+               col(Event.action).in_(("report", AMEND)), Event.at >= since)
+        .order_by(col(Event.at).desc()).limit(1)).first()
+    return row
+
+
+def _same_problem(order: Order, text: str, verdict: Triage) -> bool:
+    """A photo, a place, a few words more, or the same kind of problem at no other place: the same order."""
+    if not text.strip():
+        return True  # a bare photo
+    place = verdict.location
+    elsewhere = bool(place.building and order.building and place.building != order.building)
+    if verdict.is_request:
+        return verdict.category == order.category and not elsewhere
+    # "3栋", "就在北门": a place; "谢谢", "收到" after a report are not part of it
+    return not elsewhere and len(text.strip()) <= FRAGMENT_MAX and bool(
+        place.building or place.unit or place.room or place.landmark)
+
+
+def _worth_keeping(text: str, verdict: Triage) -> bool:
+    place = verdict.location
+    return (not text.strip()) or (len(text.strip()) <= FRAGMENT_MAX and bool(place.building or place.landmark))
+
+
+def _keep_for_a_moment(turn: Turn, text: str, verdict: Triage) -> None:
+    assert turn.person.id is not None
+    turn.db.add(Prompt(kind=FRAGMENT, person_id=turn.person.id, chat_id=turn.chat.id, created_at=turn.now,
+                       payload={"text": text, "photos": list(turn.incoming.photos)}))
+
+
+def _fragments(turn: Turn) -> list[Prompt]:
+    """What the person said just before, kept to join the report it belongs to; taken once."""
+    found = list(turn.db.exec(select(Prompt).where(
+        Prompt.kind == FRAGMENT, Prompt.person_id == turn.person.id, Prompt.chat_id == turn.chat.id,
+        col(Prompt.answered_at).is_(None), Prompt.created_at >= turn.now - GROUPING_WINDOW)
+        .order_by(col(Prompt.id))))
+    for fragment in found:
+        fragment.answered_at = turn.now
+        turn.db.add(fragment)
+    return found
+
+
+def amend(turn: Turn, order: Order, text: str, verdict: Triage) -> None:
+    """Add a message to the order it belongs to: its words, the place it names, its photos."""
+    place = verdict.location
+    changed = {"text": f"{order.text}\n{text}".strip() if text.strip() else order.text}
+    for field in ("building", "unit", "room"):
+        if getattr(order, field) is None and getattr(place, field):
+            changed[field] = getattr(place, field)
+    for field, value in changed.items():
+        setattr(order, field, value)
+    turn.db.add(order)
+    event = Event(order_id=order.id or 0, action=AMEND, actor_id=turn.person.id, from_state=order.state,
+                  to_state=order.state, at=turn.now, chat_id=turn.chat.id, message_ref=turn.incoming.message_id,
+                  detail={"text": text, "place": place.as_dict()})
+    turn.db.add(event)
+    turn.db.flush()
+    for ref in turn.incoming.photos:
+        turn.db.add(Photo(order_id=order.id or 0, event_id=event.id, service=turn.incoming.service, ref=ref,
+                          purpose="report", at=turn.now))
+    orders.update_card(turn, order)
+    turn.reply("report.amended", number=order.number)
+
+
 def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
     db, person = turn.db, turn.person
     assert person.id is not None and turn.chat.id is not None
+    before = _fragments(turn) if not turn.incoming.is_direct else []
+    if before:  # "3栋" or a photo just before: they are part of this report
+        text = "\n".join([*(f.payload.get("text", "") for f in before if f.payload.get("text")), text]).strip()
+        named = next((f for f in reversed(before) if f.payload.get("text")), None)
+        if named is not None and not verdict.location.building:
+            verdict = replace(verdict, location=judge(turn, text, explicit=True).location)
     grid = _grid_for(turn, verdict)
     order = Order(
         community_id=turn.community.grid_id,
@@ -88,7 +176,8 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
         "order_id": order.id, "action": Action.REPORT.value, "actor_id": person.id, "from_state": None,
         "to_state": order.state, "at": turn.now, "chat_id": turn.chat.id,
         "message_ref": turn.incoming.message_id, "detail": detail})
-    for ref in turn.incoming.photos:
+    earlier = [ref for fragment in before for ref in fragment.payload.get("photos", [])]
+    for ref in [*earlier, *turn.incoming.photos]:
         repo.insert_values(db, Photo, {"order_id": order.id, "event_id": event_id, "service": turn.incoming.service,
                                        "ref": ref, "purpose": "report", "at": turn.now})
     orders.post_card(turn, order, filed=True)

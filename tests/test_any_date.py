@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from rich.console import Console
 
+from bot.cli.demo import GROUP, play
 from bot.console import ConsoleChat
-from bot.demo import GROUP, play
 from bot.settings import load_community
 from handlers import stats
 from handlers.clock import ManualClock

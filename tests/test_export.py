@@ -14,8 +14,8 @@ from rich.console import Console
 from sqlalchemy import func
 from sqlmodel import col, select
 
-import bot.export
-from bot.export import EVENT_COLUMNS, ORDER_COLUMNS, RATE_COLUMNS, bench_export, export_ledger
+import bot.cli.export
+from bot.cli.export import EVENT_COLUMNS, ORDER_COLUMNS, RATE_COLUMNS, bench_export, export_ledger
 from bot.wiring import open_storage
 from handlers import stats
 from handlers.clock import SystemClock
@@ -149,7 +149,7 @@ def test_cli_export_of_a_period_and_a_grid(world: World, core: Linli, tmp_path: 
 
 
 def test_a_large_export_draws_a_progress_bar(core: Linli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bot.export, "PROGRESS_FROM", 10)
+    monkeypatch.setattr(bot.cli.export, "PROGRESS_FROM", 10)
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100)
     export_ledger(core.engine, tmp_path / "x.xlsx", community_id=core.community.grid_id, tz=core.community.tz,

@@ -6,8 +6,7 @@ import math
 from pathlib import Path
 
 from bot.delivery import lanes as _lanes
-from bot.matrix import _key, _same_account, _since_own_join, default_media_dir
-from bot.matrix_events import (
+from bot.matrix.events import (
     Choice,
     Me,
     Where,
@@ -21,8 +20,9 @@ from bot.matrix_events import (
     press_for,
     reply_target,
 )
-from bot.matrix_format import button_data, edit_content, message_content, options_line
-from bot.matrix_media import path_for, split_mxc
+from bot.matrix.format import button_data, edit_content, message_content, options_line
+from bot.matrix.media import path_for, split_mxc
+from bot.matrix.transport import _key, _same_account, _since_own_join, default_media_dir
 from handlers.protocol import Button, Kind, Mention, Outgoing, Text
 
 ME = Me.of("@linli:localhost", "邻里助手", {"linli"})

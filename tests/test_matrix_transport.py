@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from sqlmodel import select
 
 from bot.matrix import LoginFailed, MatrixTransport
-from bot.matrix_media import MediaStore, TooLarge, find_copy
+from bot.matrix.media import MediaStore, TooLarge, find_copy
 from bot.settings import Settings, SettingsError
 from handlers import outbox
 from handlers.clock import SystemClock

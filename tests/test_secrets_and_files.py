@@ -22,7 +22,7 @@ from openpyxl import load_workbook
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from bot.export import export_ledger
+from bot.cli.export import export_ledger
 from bot.wiring import configure_logging, hide_secret
 from storage.db import make_engine
 from storage.models import Person

@@ -10,8 +10,7 @@ from telegram import Update
 
 from bot.render import TELEGRAM_MENU as COMMANDS
 from bot.settings import SettingsError
-from bot.telegram import api_url_of, file_url_of, parse_listen
-from bot.telegram_format import (
+from bot.telegram.format import (
     Me,
     alert_text,
     callback_incoming,
@@ -22,6 +21,7 @@ from bot.telegram_format import (
     message_incoming,
     message_ref,
 )
+from bot.telegram.transport import api_url_of, file_url_of, parse_listen
 from handlers.commands import parse
 from handlers.protocol import Button, Kind, Mention, Outgoing, Text
 

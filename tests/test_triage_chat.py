@@ -154,3 +154,36 @@ def test_danger_words_in_chatter_are_never_quiet(hood: Neighbourhood, monkeypatc
         from storage.models import Person
 
         assert db.get(Person, order.reporter_id).name == "李姐", "filed in the sender's name"
+
+
+def test_one_problem_said_in_pieces_is_one_order(hood: Neighbourhood) -> None:
+    hood.say("王阿姨", "电梯又坏了，卡在三楼不动")
+    hood.expect("已登记", "#1")
+    hood.say("王阿姨", "5栋")  # the place, a moment later
+    hood.expect("已补充到 #1")
+    hood.say("王阿姨", photos=("lift.jpg",))  # and a photo
+    hood.expect("已补充到 #1")
+    hood.say("王阿姨", "谢谢")  # not part of it
+    hood.expect_silence()
+    order = hood.order(1)
+    assert order.building == "5" and "5栋" in order.text and hood.order_count() == 1
+    hood.later(minutes=3)
+    hood.say("王阿姨", "7栋楼道灯也坏了")  # later, another problem: another order
+    hood.expect("已登记", "#2")
+
+
+def test_a_photo_or_a_place_first_joins_the_report_after_it(hood: Neighbourhood) -> None:
+    hood.say("李姐", photos=("rubbish.jpg",))
+    hood.expect_silence()
+    hood.say("李姐", "3栋")
+    hood.expect_silence()
+    hood.say("李姐", "门口垃圾堆了好几天没人清理，臭得很")
+    hood.expect("已登记", "#1")
+    order = hood.order(1)
+    assert order.building == "3" and order.text.startswith("3栋")
+    with hood.db() as db:
+        from sqlmodel import select
+
+        from storage.models import Photo
+
+        assert [p.ref for p in db.exec(select(Photo).where(Photo.order_id == order.id))] == ["rubbish.jpg"]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bot.export import reporter_label
+from bot.cli.export import reporter_label
 from bot.web import dashboard
 from bot.web.access import Viewer
 from bot.web.app import MAX_ID, PRINTABLE, CurrentViewer, Day, Db, OrderNumber, Refused, order_in_scope

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import URL, func
 from sqlmodel import Session, col, select
 
-from bot.export import ACTIONS, event_note, mask_name, person_label, reporter_label, staff_ids
+from bot.cli.export import ACTIONS, event_note, mask_name, person_label, reporter_label, staff_ids
 from bot.render import NAMES, name
 from handlers import orders, stats
 from handlers.lifecycle import DONE_STATES, OPEN_STATES

@@ -48,6 +48,8 @@ STRICTNESS: dict[str, tuple[float, float]] = {"eager": (0.6, 0.35), "balanced": 
                                               "cautious": (0.9, 0.6)}
 COMPLAINT = re.compile(r"投诉|反映|举报|恳请|请求|要求|希望.{0,12}(?:解决|处理|管|整改|答复)"
                        r"|请.{0,6}(?:解决|处理|管|查)|有关部门|领导|政府|整改|complain|please (?:fix|help|deal)")
+_PLACE_ONLY = re.compile(r"[0-9０-９一二三四五六七八九十百零两〇]|(?<![a-z])[a-z](?![a-z])|号楼|栋|幢|座|号|单元|室|楼"
+                         r"|层|区|期|#|-|block|building|unit|room|flat|tower")
 COMPLAINT_FROM = 40  # characters: a letter, not a line of chat
 RULED_OUT = 0.98  # confidence that a bare "+1", a bare photo or a staff notice is no request
 log = logging.getLogger(__name__)
@@ -129,6 +131,9 @@ def triage(
     said = caption(place_text.lower())
     if not explicit and (not words_of(said) or is_follow_only(said) or is_notice(said)):
         return Triage(False, None, None, None, Location(), RULED_OUT)
+    if not explicit and not _PLACE_ONLY.sub("", words_of(said)):  # "5栋", "3栋2单元": where, not what
+        return Triage(False, None, None, None, parse_location(place_text, landmarks=landmarks, buildings=buildings),
+                      RULED_OUT)
     model = _loaded.get()
     raw = model.raw(shape(said))
     chance = model.request_chance(raw)

@@ -1,6 +1,6 @@
 """The Telegram transport (python-telegram-bot): updates in, the core's actions out.
 
-It only translates. Messages and button presses become `Incoming` values (bot/telegram_format.py), the
+It only translates. Messages and button presses become `Incoming` values (bot/telegram/format.py), the
 core answers with `Outgoing` actions, and those become Bot API calls: order cards are HTML messages
 with inline buttons, edited in place (`editMessageText`) as the order moves; a refused press gets a
 short `answerCallbackQuery` alert; photos go by their Telegram `file_id`; direct messages go to the
@@ -57,7 +57,7 @@ from bot.delivery import Undeliverable
 from bot.render import TELEGRAM_MENU as COMMANDS
 from bot.render import say
 from bot.settings import SettingsError
-from bot.telegram_format import (
+from bot.telegram.format import (
     CAPTION_LIMIT,
     GROUP_TYPES,
     SERVICE,

@@ -1,7 +1,7 @@
 """The Matrix transport (matrix-nio): rooms in, the core's actions out.
 
-It only translates. A sync response's events become `Incoming` values (bot/matrix_events.py), the
-core answers with `Outgoing` actions, and those become room events (bot/matrix_format.py): order
+It only translates. A sync response's events become `Incoming` values (bot/matrix/events.py), the
+core answers with `Outgoing` actions, and those become room events (bot/matrix/format.py): order
 cards are HTML messages edited in place with `m.replace`, buttons are numbered options pressed by
 reacting 1️⃣ 2️⃣ … on the message, photos are m.image events.
 
@@ -46,7 +46,7 @@ from nio.api import MessageDirection
 from sqlalchemy.engine import make_url
 
 from bot.delivery import Undeliverable
-from bot.matrix_events import (
+from bot.matrix.events import (
     ADMIN_LEVEL,
     SERVICE,
     Choice,
@@ -61,8 +61,8 @@ from bot.matrix_events import (
     press_for,
     reply_target,
 )
-from bot.matrix_format import button_data, edit_content, image_content, message_content, notice_content
-from bot.matrix_media import MAX_IMAGE_BYTES, MediaStore, TooLarge, find_copy
+from bot.matrix.format import button_data, edit_content, image_content, message_content, notice_content
+from bot.matrix.media import MAX_IMAGE_BYTES, MediaStore, TooLarge, find_copy
 from bot.render import say
 from bot.transport import LoginFailed, Transport
 from handlers.protocol import Incoming, Kind, Mention, Outgoing

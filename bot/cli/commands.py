@@ -60,7 +60,7 @@ def _bad_setting(error: SettingsError) -> NoReturn:
 @app.command()
 def demo(db: Annotated[Path | None, typer.Option(help="Keep the demo's database at this path.")] = None) -> None:
     """Play a scripted neighbourhood through the real core and print the transcript and the three rates."""
-    from bot.demo import run_demo
+    from bot.cli.demo import run_demo
 
     run_demo(db, console)
 
@@ -71,7 +71,7 @@ def console_chat(
     chat: Annotated[str | None, typer.Option(help="The chat to speak in.")] = None,
 ) -> None:
     """An interactive group chat in the terminal: speak as any member with /as NAME."""
-    from bot.interactive import run_console
+    from bot.console.interactive import run_console
 
     settings = _settings()
     run_console(_core(), settings, speaker, chat, console)
@@ -157,7 +157,7 @@ def bench(
     = None,
 ) -> None:
     """Measure intake, triage, the sweep and the rates, each on a scratch database (never LINLI_DATABASE_URL's)."""
-    from bot.bench import run_benchmarks
+    from bot.cli.bench import run_benchmarks
     from bot.settings import Settings
 
     if db is not None:
@@ -198,7 +198,7 @@ def stats(
         rows = [*rates.rates(db, core.community.grid_id, now, since=since, until=until),
                 *(rates.rates(db, core.community.grid_id, now, group=by, since=since, until=until)
                   if by != "community" else [])]
-    from bot.terminal import rates_table
+    from bot.cli.terminal import rates_table
 
     console.print(rates_table(rows, f"三率 · {core.community.config.community.name} · {period}"))
 
@@ -218,7 +218,7 @@ def export_ledger(
     """The 台账: orders, events and the three rates as an XLSX workbook (Excel, WPS)."""
     from datetime import time, timedelta
 
-    from bot.export import export_ledger as write_ledger
+    from bot.cli.export import export_ledger as write_ledger
     from storage import repo
     from storage.db import session
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from bot.matrix_events import KEYCAPS
+from bot.matrix.events import KEYCAPS
 from bot.render import card_of, render, say
 from handlers.protocol import Button, Kind, Mention, Outgoing
 

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, insert, make_url
 from sqlalchemy import text as sql
 from sqlalchemy.exc import OperationalError
 
+from bot.cli.demo import EXAMPLE
 from bot.render import render
 from bot.settings import load_community
 from bot.wiring import open_storage, unreachable
@@ -42,8 +43,6 @@ from storage import repo
 from storage.db import session
 from storage.models import Order, Reminder
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-EXAMPLE = REPOSITORY / "linli.example.toml"
 PLACES = ["3栋2单元", "5号楼", "7幢1单元301", "12#楼", "2-1-502", "B区5栋", "北门", "地下车库"]
 PROBLEMS = ["楼道灯坏了，晚上黑漆漆的", "电梯门关不上", "垃圾堆了好几天没人清理", "门口有车堵住了消防通道",
             "楼上装修从早上七点开始砸墙", "水管漏水了，麻烦来看看", "路灯不亮", "单元门禁刷不开"]
@@ -171,8 +170,7 @@ def _first_triage_ms() -> float:
     """From a fresh interpreter's start to its first classified message (imports and models included)."""
     script = ("import time; t=time.perf_counter(); from handlers.triage import triage; "
               "triage('3栋2单元楼道灯坏了'); print((time.perf_counter()-t)*1000)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return round(float(done.stdout.strip()), 1)
 
 
@@ -253,7 +251,7 @@ def bench_rates(url: str, orders: int) -> dict[str, Any]:
 
 def bench_export_ledger(url: str, orders: int) -> dict[str, Any]:
     """The XLSX ledger of `orders` orders."""
-    from bot.export import bench_export
+    from bot.cli.export import bench_export
 
     engine = open_storage(url)
     core = Linli(engine, load_community(EXAMPLE), ManualClock())

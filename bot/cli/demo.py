@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.text import Text as RichText
 
+from bot.cli.terminal import rates_table
 from bot.console import ConsoleChat, Posted
 from bot.settings import load_community
-from bot.terminal import rates_table
 from bot.wiring import open_storage
 from handlers import stats
 from handlers.clock import ManualClock
@@ -26,7 +26,7 @@ from handlers.router import Linli
 from scheduler.runner import SweepRunner
 from storage.db import session
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "linli.example.toml"
+EXAMPLE = Path(__file__).resolve().parent / "linli.example.toml"  # in the package; linked from the root
 GROUP = "阳光小区业主群"
 SWEEP_EVERY = 0.02  # seconds of real time between sweeps
 

@@ -1,0 +1,5 @@
+"""`python -m bot.cli`: the `linli` command."""
+
+from bot.cli.commands import app
+
+app()
