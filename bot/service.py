@@ -6,27 +6,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Protocol
 
 from bot.settings import Settings, SettingsError
+from bot.transport import Transport
 from bot.wiring import configure_logging, open_core
 from handlers.protocol import Kind, Outgoing
 from handlers.router import Linli
 from scheduler.runner import SweepRunner
 
 log = logging.getLogger(__name__)
-
-
-class Running(Protocol):
-    """A transport that `linli run` starts and stops."""
-
-    service: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def deliver(self, actions: list[Outgoing]) -> None: ...
 
 
 def configured_services(settings: Settings) -> list[str]:
@@ -43,8 +31,8 @@ def configured_services(settings: Settings) -> list[str]:
     return found
 
 
-def transports(core: Linli, settings: Settings, *, webhook: str | None, listen: str) -> list[Running]:
-    found: list[Running] = []
+def transports(core: Linli, settings: Settings, *, webhook: str | None, listen: str) -> list[Transport]:
+    found: list[Transport] = []
     for service in configured_services(settings):
         if service == "telegram":
             from bot.telegram import TelegramTransport
@@ -57,7 +45,7 @@ def transports(core: Linli, settings: Settings, *, webhook: str | None, listen: 
     return found
 
 
-def route(core: Linli, running: list[Running]):  # type: ignore[no-untyped-def]
+def route(core: Linli, running: list[Transport]):  # type: ignore[no-untyped-def]
     """Deliver each action through the transport of its service; a direct message through the first
     service the person has an account on (the order's own service first)."""
 
@@ -102,7 +90,7 @@ def serve(settings: Settings, *, webhook: str | None = None, listen: str = "127.
     asyncio.run(_serve(core, settings, running))
 
 
-async def _serve(core: Linli, settings: Settings, running: list[Running]) -> None:
+async def _serve(core: Linli, settings: Settings, running: list[Transport]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +94,6 @@ class Contact:
     lang: str | None
     external_id: str | None  # their id on that service; None when they have no account there
     direct_chat: str | None  # the service's private chat with them, once known
-
-
-class Transport(Protocol):
-    """What each chat service implements to carry the core's actions."""
-
-    service: str
-
-    async def deliver(self, actions: list[Outgoing]) -> None: ...
 
 
 def to_json(action: Outgoing) -> dict[str, Any]:
