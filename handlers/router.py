@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -63,10 +63,12 @@ class Linli:
     def handle(self, incoming: Incoming) -> list[Outgoing]:
         now = self.clock.now()
         with session(self.engine) as db:
+            flushed: list[bool] = []  # a query's autoflush empties db.new: count what was written instead
+            event.listen(db, "after_flush", lambda *_: flushed.append(True))
             turn = self._turn(db, incoming, now)
             try:
                 self._route(turn)
-                if not turn.out and not (db.new or db.dirty or db.deleted):
+                if not turn.out and not flushed and not (db.new or db.dirty or db.deleted):
                     db.rollback()  # chatter: nothing to store, nothing to say, nothing to deduplicate
                     return []
                 # Recorded last, in the same transaction: a second delivery of this message either
@@ -80,8 +82,12 @@ class Linli:
                 turn.out = shield(turn.out)
             except IntegrityError:
                 self._roll_back(db)
-                log.info("dropped a duplicate delivery of %s", incoming.message_id)
-                return []
+                if incoming.message_id and repo.was_delivered(db, incoming.service, incoming.chat_id,
+                                                              incoming.message_id):
+                    log.info("dropped a duplicate delivery of %s", incoming.message_id)
+                    return []
+                log.exception("could not store what %r asked for", incoming)  # not a duplicate: say so
+                return [_sorry(incoming, turn.lang)]
             except Exception:
                 self._roll_back(db)
                 log.exception("could not handle %r", incoming)

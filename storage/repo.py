@@ -42,6 +42,11 @@ def record_delivery(db: Session, service: str, chat: str, message_ref: str, now:
     return db.connection().execute(statement).first() is not None
 
 
+def was_delivered(db: Session, service: str, chat: str, message_ref: str) -> bool:
+    return db.exec(select(Delivery.id).where(Delivery.service == service, Delivery.chat == chat,
+                                             Delivery.message_ref == message_ref)).first() is not None
+
+
 def grid_by_code(db: Session, code: str) -> Grid | None:
     return db.exec(select(Grid).where(Grid.code == code)).first()
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from handlers.triage.normalize import mask_private
 from tests.neighbourhood import Neighbourhood
 
-EXAMPLES = settings(max_examples=400, deadline=None)
+EXAMPLES = settings(max_examples=400, deadline=None, derandomize=True)  # the same cases on every run: CI stays honest
 
 # --- what residents type around and between the digits -------------------------------------------------
 GAPS = ["", " ", "-", ".", "  ", " - ", "\u3000", "－", "\t", "\u200b"]  # \u3000 ideographic space, － full-width

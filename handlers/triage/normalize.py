@@ -67,10 +67,10 @@ _MOBILE = r"(?:" + _COUNTRY + r"~)?(?P<mobile>1[3-9]\d~\d{4}~\d{4})"
 # -digits, or "0800-1200 1400-1800" would pass for 0800 1200-1400
 _LANDLINE = (r"(?:" + _COUNTRY + r"~\(?0?" + _AREA + r"\)?|\(0" + _AREA + r"\)|0" + _AREA + r")~"
              r"(?P<landline>\d{7,8}(?!\d)|\d{3,4}~\d{4}(?!\d)(?![ \t]*[-.][ \t]*\d))")
-_ID15 = r"(?P<id15>\d{15}|[1-9]\d{5}~\d{2}" + _DAY + r"~\d{3})"
+_ID15 = r"(?P<id15>[1-9]\d{14}|[1-9]\d{5}~\d{2}" + _DAY + r"~\d{3})"  # a region code never starts with 0
 # Tried in this order at each position, so a long number is never taken for a shorter one inside it.
 _PRIVATE = re.compile(
-    "|".join(rf"(?<!\d){kind}(?!\d)" for kind in (_ID18, _CARD, _MOBILE, _LANDLINE, _ID15)).replace("~", _SEP),
+    "|".join(rf"(?<!\d){kind}(?!\d)" for kind in (_ID18, _CARD, _ID15, _MOBILE, _LANDLINE)).replace("~", _SEP),
     re.ASCII,  # \d is 0-9 only: the shadow has turned every other digit into one of these
 )
 _THREE_DIGITS = re.compile("[0-9]{3}")  # every kind has a run of three: a quick way past text with none
