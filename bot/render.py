@@ -319,6 +319,8 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "bind.approved": "已批准：群已绑定到 {grid}。",
         "bind.declined": "已拒绝绑定到 {grid}。",
         "btn.approve": "批准",
+        "status.elsewhere": "#{number} 不是本群的工单。",
+        "refuse.follow.chat": "#{number} 不是本群的工单：请在报事的群里关注它。",
         "report.amended": "已补充到 #{number}。",
         "emergency.possible": lambda p, lang: f"⚠ 可能的紧急情况：这条消息提到了危险。{_mentions(p)} 请确认，"
                                               "需要的话一键登记为紧急工单。".replace("。 请", "。请"),
@@ -511,6 +513,8 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "bind.approved": "Approved: the chat is now bound to {grid}.",
         "bind.declined": "Binding to {grid} declined.",
         "btn.approve": "Approve",
+        "status.elsewhere": "#{number} is not an order of this chat.",
+        "refuse.follow.chat": "#{number} is not an order of this chat: follow it in the chat it was reported in.",
         "report.amended": "Added to #{number}.",
         "emergency.possible": lambda p, lang: f"⚠ Possible emergency: this message mentions danger. {_mentions(p)} "
                                               "please check; one tap files it as an urgent order.",

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 def open_storage(url: str) -> Engine:
     """An engine on `url`, migrated to the newest schema; a database that cannot be reached is a bad setting."""
+    _no_stranger_file(make_url(url))
     engine = make_engine(url)
     try:
         upgrade(engine)
@@ -34,6 +35,17 @@ def open_storage(url: str) -> Engine:
         engine.dispose()
         raise SettingsError(f"LINLI_DATABASE_URL: {unreachable(make_url(url), error)}") from None
     return engine
+
+
+def _no_stranger_file(url: URL) -> None:
+    """A SQLite URL naming a file that is something else (a typo, a document) stops here, untouched."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database)
+    if path.is_dir():
+        raise SettingsError(f"LINLI_DATABASE_URL: {path} is a folder, not a SQLite file")
+    if path.is_file() and path.stat().st_size and path.open("rb").read(16) != b"SQLite format 3\x00":
+        raise SettingsError(f"LINLI_DATABASE_URL: {path} is no SQLite database")
 
 
 def unreachable(url: URL, error: OperationalError) -> str:

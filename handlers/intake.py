@@ -372,7 +372,11 @@ def answer_prompt(turn: Turn, prompt_id: int, yes: bool) -> None:
 
 
 def follow(turn: Turn, order: Order) -> None:
-    """The speaker has the same problem: follow the order instead of filing a new one."""
+    """The speaker has the same problem: follow the order instead of filing a new one. Only in the chat the
+    order lives in: a follower may rate it, and a stranger's chat must not buy votes."""
+    if order.chat_id not in (None, turn.chat.id) and not orders.concerns(turn, order):
+        turn.refuse("refuse.follow.chat", number=order.number)
+        return
     if not orders.attempt(turn, order, Action.FOLLOW):
         return
     turn.db.add(Follower(order_id=order.id or 0, person_id=turn.person.id or 0))

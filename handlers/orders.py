@@ -139,6 +139,17 @@ def place_for(order: Order, *, details: bool) -> str:
     return ""
 
 
+def concerns(turn: Turn, order: Order) -> bool:
+    """Whether the order is the speaker's business beyond its own chat: they reported, follow or hold it,
+    or they have a role over its grid."""
+    person = turn.person.id
+    if person in (order.reporter_id, order.assignee_id) or person in repo.follower_ids(turn.db, order.id or 0):
+        return True
+    if order.team_id is not None and order.team_id in {t.id for t in repo.teams_of(turn.db, person)}:
+        return True
+    return bool(turn.granted_roles(turn.community.grid(order.grid_id)))
+
+
 def may_see_private(db: Session, order: Order, person_id: int) -> bool:
     """A private matter's details are for its reporter, its handler and team, and the grid's dispatchers
     and supervisors: nobody else, in no list, prompt or digest."""

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from handlers import orders, stats
 from handlers.lifecycle import OPEN_STATES
+from handlers.protocol import Kind, Outgoing
 from handlers.turn import GridInfo, Turn
 from storage import repo
 from storage.models import Order
@@ -20,8 +21,18 @@ _OPEN = sorted(OPEN_STATES)
 
 
 def status(turn: Turn, order: Order) -> None:
-    """The order's card, posted again here, with its latest step."""
-    orders.post_card(turn, order)
+    """The order's card, posted again here, with its latest step. From another chat only for those it
+    concerns: a stranger's group must not read, or keep re-posting, another group's orders."""
+    if order.chat_id not in (None, turn.chat.id) and not orders.concerns(turn, order):
+        turn.reply("status.elsewhere", number=order.number)
+        return
+    details = turn.chat.is_direct and (order.matter != "private" or orders.may_see_private(turn.db, order,
+                                                                                              turn.person.id))
+    turn.out.append(Outgoing(Kind.CARD, orders.card_text(turn.db, order, turn.community.tz, turn.now,
+                                                         in_group=not details),
+                             lang=turn.lang if turn.chat.is_direct else turn.chat_lang,
+                             service=turn.incoming.service, chat_id=turn.incoming.chat_id, order_id=order.id,
+                             reply_to=turn.incoming.message_id, buttons=orders.card_buttons(order)))
 
 
 def mine(turn: Turn) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from handlers.community import CommunityConfig, PersonConfig, TeamConfig
 from handlers.turn import Community, GridInfo
@@ -77,6 +77,9 @@ def _person(db: Session, config: PersonConfig) -> Person:
         if external and (identity := repo.identity_of(db, service, external)):
             person = db.get(Person, identity.person_id)
             break
+    # Without an account that names them, the community's person of that name is this one: applying the
+    # roster again (every start) must never add a second 张书记.
+    person = person or db.exec(select(Person).where(Person.name == config.name).order_by(col(Person.id))).first()
     person = person or Person(name=config.name)
     person.name, person.party_member, person.lang = config.name, config.party_member, config.lang
     db.add(person)

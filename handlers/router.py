@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from handlers.directory import Directory
 from handlers.privacy import shield
 from handlers.protocol import CardRef, Contact, Incoming, Kind, Outgoing, Text
 from handlers.roster import apply_roster
-from handlers.triage.normalize import clean, fold, language_of
+from handlers.triage.normalize import clean, fold, language_of, whole
 from handlers.turn import Community, Turn
 from storage import repo
 from storage.db import session
@@ -33,7 +34,7 @@ from storage.models import MessageLink, Order, Person
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _SCORE = re.compile(r"[0-9]{1,3}")  # stars as typed; "②" or "²" are words, not numbers
-_WORD = re.compile(r"[A-Za-z]?[a-z]+[,.!?]*")  # an English word; codes (YG-A-3, LINLI-7KQ3), ids, "en" do not say
+_WORD = re.compile(r"[A-Za-z][a-z]{2,}[,.!?]*")  # an English word; codes (YG-A-3, LINLI-7KQ3), ids, "en" do not say
 MAX_TEXT = 64_000  # longer messages are kept up to this many characters
 DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
 
@@ -61,6 +62,8 @@ class Linli:
 
     # --- messages in ---------------------------------------------------------------------
     def handle(self, incoming: Incoming) -> list[Outgoing]:
+        incoming = replace(incoming, text=whole(incoming.text), sender_name=whole(incoming.sender_name),
+                           chat_title=whole(incoming.chat_title) if incoming.chat_title else incoming.chat_title)
         now = self.clock.now()
         with session(self.engine) as db:
             flushed: list[bool] = []  # a query's autoflush empties db.new: count what was written instead

@@ -59,11 +59,15 @@ def test_version() -> None:
     ({}, ["export", "/nonexistent/dir/x.xlsx"], "/nonexistent/dir"),
     ({}, ["export", "ledger.csv"], ".xlsx"),
     ({}, ["run"], "LINLI_TELEGRAM_TOKEN"),
-], ids=["missing config", "log level", "postgres refuses", "not a database", "no folder", "not xlsx", "no transport"])
+    ({"LINLI_CONFIG": "/no/[/]such.toml"}, ["stats"], "/no/[/]such.toml"),
+    ({"LINLI_DATABASE_URL": "sqlite:///notes.txt"}, ["stats"], "notes.txt is no SQLite database"),
+], ids=["missing config", "log level", "postgres refuses", "not a database", "no folder", "not xlsx", "no transport",
+        "markup in a path", "a file that is no database"])
 def test_a_bad_setting_stops_with_one_line(env: dict[str, str], args: list[str], named: str, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("a shopping list, not a database\n", encoding="utf-8")
     done = linli(*args, env=env, cwd=tmp_path)
-    said = (done.stdout + done.stderr).strip()
-    assert done.returncode == 2, said
+    said = done.stderr.strip()
+    assert done.returncode == 2 and not done.stdout, (done.stdout, said)
     assert named in said and "Traceback" not in said
     assert len(said.splitlines()) == 1 or len(" ".join(said.split())) <= 160 * 2, said
     assert not (tmp_path / "linli.db").exists(), "a failed start leaves no empty database behind"
@@ -89,7 +93,7 @@ def test_bench_never_writes_into_the_configured_database(tmp_path: Path) -> None
     assert json.loads(done.stdout)["rates"]["counted"] == 500, "measured on a database of its own"
     assert db.read_bytes() == before
     refused = linli("bench", "--only", "rates", "--db", f"sqlite:///{db}", cwd=tmp_path)
-    assert refused.returncode == 2 and "holds orders" in refused.stdout
+    assert refused.returncode == 2 and "holds orders" in refused.stderr
     assert db.read_bytes() == before
 
 
@@ -142,4 +146,4 @@ def test_bench_runs_every_default_benchmark_in_one_process() -> None:
 
 def test_bench_refuses_an_unknown_name() -> None:
     done = linli("bench", "--only", "nonsense")
-    assert done.returncode == 2 and "unknown benchmark" in done.stdout
+    assert done.returncode == 2 and "unknown benchmark" in done.stderr

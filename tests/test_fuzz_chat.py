@@ -27,7 +27,8 @@ MESSAGES_PER_EXAMPLE = 50
 EXAMPLES = 200  # 10,000 messages in all
 
 odd_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=60)  # surrogates too
-words = st.sampled_from(["3栋2单元楼道灯坏了", "电梯", "①", "²", "５", "-1", "0", "6", "99999999999999999999",
+words = st.sampled_from(["3栋2单元楼道灯坏了", "电梯", "①", "²", "\ud800", "a\udfffb", "５", "-1", "0", "6",
+                         "99999999999999999999",
                          "@刘师傅", "@", "@物业维修组", "类别=治安消防", "紧急=红", "事项=私事", "位置=3栋", "=",
                          "位置=", "en", "zh", "YG", "YG-A-3", "LINLI", "\u200b", "\u202e", "👍", "　", "#", "＃１",
                          "not_mine", "other", "\x00", "\x0b", "=HYPERLINK(1)"])

@@ -79,7 +79,8 @@ def test_start_up_stops_with_one_clear_line(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bot.cli", "stats"], cwd=ROOT, capture_output=True, text=True,
                           env={"LINLI_DATABASE_URL": "mysql://nope", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
     assert done.returncode == 2
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert not done.stdout, "errors go to stderr"
     assert len(lines) == 1 and "LINLI_DATABASE_URL" in lines[0]
 
 

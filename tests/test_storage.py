@@ -60,3 +60,27 @@ def test_order_numbers_are_per_community_and_never_reused(hood: Neighbourhood) -
     hood.press("王阿姨", "撤销", hood.card(3))
     assert numbers == [1, 2, 3]
     assert hood.report(text="5号楼路灯坏了") == 4
+
+
+def test_applying_the_roster_again_adds_nobody(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every `linli` start applies linli.toml: people without an account must not be added again."""
+    from sqlmodel import select
+
+    from bot.settings import load_community
+    from handlers.roster import apply_roster
+    from storage.db import make_engine, session
+    from storage.migrate import upgrade
+    from storage.models import Person, RoleGrant
+    from tests.neighbourhood import EXAMPLE
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'roster.db'}")
+    upgrade(engine)
+    config = load_community(EXAMPLE)
+    counts = []
+    for _ in range(3):
+        with session(engine) as db:
+            apply_roster(db, config)
+            db.commit()
+            counts.append((len(db.exec(select(Person)).all()), len(db.exec(select(RoleGrant)).all())))
+    assert counts[0] == counts[1] == counts[2], counts
+    engine.dispose()

@@ -199,3 +199,22 @@ def test_a_volunteer_earns_no_points_on_an_order_of_their_own(hood: Neighbourhoo
     hood.expect("是您经手的工单，不能自己评价")
     hood.say("小李", "/积分")
     hood.expect("还没有人获得积分")
+
+
+def test_a_strangers_chat_can_neither_follow_nor_show_another_chats_order(hood: Neighbourhood) -> None:
+    number = hood.report()
+    hood.say("外人", f"/关注 #{number}", chat=STRANGERS)
+    hood.expect("不是本群的工单")
+    hood.say("外人", f"/进度 #{number}", chat=STRANGERS)
+    hood.expect("不是本群的工单")
+    hood.resolved(number)
+    hood.say("外人", f"/评价 #{number} 1 垃圾", chat=STRANGERS)
+    hood.expect("只有报事人和关注人可以评价")
+    assert hood.order(number).state == "resolved"
+    hood.say("张书记", f"/进度 #{number}", chat="私聊")  # the grid's dispatcher may look from anywhere
+    hood.expect(f"#{number}", "状态")
+
+
+def test_an_argument_with_a_stray_letter_keeps_the_answer_in_chinese(hood: Neighbourhood) -> None:
+    hood.say("外人", "/撤销 #1 x")
+    hood.expect("没有")  # #1 does not exist: said in Chinese

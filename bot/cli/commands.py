@@ -9,6 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bot.settings import SettingsError, load_settings
@@ -18,6 +19,7 @@ app = typer.Typer(help="邻里 Linli — the group-chat work-order bot for neigh
 triage_app = typer.Typer(help="Classify messages (JSON lines on stdin), train and evaluate the model.")
 app.add_typer(triage_app, name="triage")
 console = Console()
+errors = Console(stderr=True)
 
 
 def _version(show: bool) -> None:
@@ -52,8 +54,14 @@ def _core(**kw):  # type: ignore[no-untyped-def]
         _bad_setting(error)
 
 
+def fail(message: str) -> None:
+    """One line on stderr, in red where the terminal shows colour; the message is shown as it is (a path
+    with "[/]" in it is no markup)."""
+    errors.print(escape(message), style="red", soft_wrap=True, highlight=False)
+
+
 def _bad_setting(error: SettingsError) -> NoReturn:
-    console.print(f"[red]linli: bad setting {error}[/]", soft_wrap=True)
+    fail(f"linli: bad setting {error}")
     raise typer.Exit(2) from None
 
 
@@ -62,7 +70,11 @@ def demo(db: Annotated[Path | None, typer.Option(help="Keep the demo's database 
     """Play a scripted neighbourhood through the real core and print the transcript and the three rates."""
     from bot.cli.demo import run_demo
 
-    run_demo(db, console)
+    try:
+        run_demo(db, console)
+    except SettingsError as error:
+        fail(f"linli demo: {error}")
+        raise typer.Exit(2) from None
 
 
 @app.command("console")
@@ -116,7 +128,7 @@ def triage_stream(ctx: typer.Context, strictness: Annotated[str, typer.Option(
     from handlers.triage import STRICTNESS, triage
 
     if strictness not in STRICTNESS:
-        console.print(f"[red]linli triage: --strictness must be one of {', '.join(STRICTNESS)}[/]")
+        fail(f"linli triage: --strictness must be one of {', '.join(STRICTNESS)}")
         raise typer.Exit(2)
     _use_triage_model(None)
     out = sys.stdout
@@ -164,13 +176,13 @@ def bench(
         try:
             Settings._database_url(db)
         except ValueError as error:
-            console.print(f"[red]linli bench: --db {error}[/]")
+            fail(f"linli bench: --db {error}")
             raise typer.Exit(2) from None
     try:
         results = run_benchmarks(db, only=set(only or []), messages=messages, orders=orders,
                                  console=None if as_json else console)
     except ValueError as error:
-        console.print(f"[red]linli bench: {error}[/]")
+        fail(f"linli bench: {error}")
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(results, ensure_ascii=False))
@@ -186,10 +198,10 @@ def stats(
     from storage.db import session
 
     if by not in ("community", "team", "grid", "handler"):
-        console.print("[red]linli stats: --by must be community, team, grid or handler[/]")
+        fail("linli stats: --by must be community, team, grid or handler")
         raise typer.Exit(2)
     if period not in ("today", "week", "month", "all"):
-        console.print("[red]linli stats: --period must be today, week, month or all[/]")
+        fail("linli stats: --period must be today, week, month or all")
         raise typer.Exit(2)
     core = _core()
     now = core.clock.now()
@@ -223,11 +235,10 @@ def export_ledger(
     from storage.db import session
 
     if out.suffix.lower() != ".xlsx":
-        console.print(f"[red]linli export: {out} must end in .xlsx (the ledger is an Excel workbook)[/]",
-                      soft_wrap=True)
+        fail(f"linli export: {out} must end in .xlsx (the ledger is an Excel workbook)")
         raise typer.Exit(2)
     if not out.parent.is_dir():
-        console.print(f"[red]linli export: no folder {out.parent} to write {out.name} in[/]", soft_wrap=True)
+        fail(f"linli export: no folder {out.parent} to write {out.name} in")
         raise typer.Exit(2)
     core = _core()
     tz = core.community.tz
@@ -238,7 +249,7 @@ def export_ledger(
         with session(core.engine) as db:
             found = repo.grid_by_code(db, grid)
             if found is None or found.community_id != core.community.grid_id:
-                console.print(f"[red]linli export: no grid {grid!r} in {core.community.config.community.name}[/]")
+                fail(f"linli export: no grid {grid!r} in {core.community.config.community.name}")
                 raise typer.Exit(2)
             grid_ids = [g.id for g in repo.grids_below(db, found.path) if g.id is not None]
     result = write_ledger(core.engine, out, community_id=core.community.grid_id, tz=tz, now=core.clock.now(),
@@ -287,15 +298,15 @@ def web_token(
     with session(core.engine) as db:
         person = repo.person_by_name(db, name)
         if person is None:
-            console.print(f"[red]linli web token: nobody is called {name!r}[/]")
+            fail(f"linli web token: nobody is called {name!r}")
             raise typer.Exit(2)
         if revoke:
             console.print(f"已收回 {name} 的 {revoke_tokens(db, person, core.clock.now())} 个登录链接。")
             return
         viewer = viewer_for(db, person, core.community.grid_id)
         if viewer is None:
-            console.print(f"[red]linli web token: {name} is no dispatcher or supervisor in "
-                          f"{core.community.config.community.name}, and would see nothing[/]")
+            fail(f"linli web token: {name} is no dispatcher or supervisor in "
+                 f"{core.community.config.community.name}, and would see nothing")
             raise typer.Exit(2)
         token = issue_token(db, person, core.clock.now())
     console.print(f"{name}（{viewer.role_label}）可查看：" + "、".join(g.name for g in viewer.grids), soft_wrap=True)
@@ -316,7 +327,7 @@ def _use_triage_model(path: Path | None) -> None:
     try:
         use_model(path)
     except ModelError as error:
-        console.print(f"[red]linli triage: {error}[/]", soft_wrap=True)
+        fail(f"linli triage: {error}")
         raise typer.Exit(2) from None
 
 
@@ -341,7 +352,7 @@ def triage_train(
     try:
         model = train(data, out, base=base)
     except DataError as error:
-        console.print(f"[red]linli triage train: {error}[/]", soft_wrap=True)
+        fail(f"linli triage train: {error}")
         raise typer.Exit(2) from None
     meta = model.meta
     console.print(f"已训练 {out}: {meta['own_examples']} 条自有样本"
@@ -369,7 +380,7 @@ def triage_eval(
     try:
         examples = read_all(data)
     except DataError as error:
-        console.print(f"[red]linli triage eval: {error}[/]", soft_wrap=True)
+        fail(f"linli triage eval: {error}")
         raise typer.Exit(2) from None
     report = evaluate(examples, triage)
     if as_json:

@@ -133,12 +133,32 @@ def rates(core: Linli) -> list[stats.Rates]:
                 *stats.rates(db, core.community.grid_id, now, group="team")]
 
 
+def refuse_someone_elses(path: Path) -> None:
+    """`--db` may replace an earlier demo's database, nothing else: not a community's, not a document."""
+    from bot.settings import SettingsError
+    from handlers.roster import stored_community
+
+    if path.is_dir() or path.open("rb").read(16) not in (b"", b"SQLite format 3\x00"):
+        raise SettingsError(f"--db {path}: there is a file or folder of another kind there; name a new file")
+    engine = open_storage(f"sqlite:///{path}")
+    try:
+        with session(engine) as db:
+            stored = stored_community(db)
+    finally:
+        engine.dispose()
+    demo = load_community(EXAMPLE).community
+    if stored is not None and (stored.community.code, stored.community.name) != (demo.code, demo.name):
+        raise SettingsError(f"--db {path} holds the community {stored.community.name}; name a new file")
+
+
 def run_demo(db: Path | None, console: Console | None = None, day: date | None = None) -> None:
     console = console or Console()
     with tempfile.TemporaryDirectory(prefix="linli-demo-") as scratch:
         path = db or Path(scratch) / "demo.db"
         if db is not None and path.exists():
-            path.unlink()
+            refuse_someone_elses(path)
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
         core = asyncio.run(play(path, console, day))
         console.print(rates_table(rates(core), "三率 · the three rates"))
         core.engine.dispose()

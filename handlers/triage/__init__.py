@@ -24,6 +24,7 @@ from typing import Literal
 from handlers.triage.features import caption, readable, shape
 from handlers.triage.location import Location, parse_location
 from handlers.triage.model import ModelError, TriageModel
+from handlers.triage.normalize import whole
 from handlers.triage.rules import is_follow_only, is_notice, red_cue, words_of
 
 CATEGORIES = (
@@ -127,7 +128,7 @@ def triage(
     """Judge one message. `explicit` (a /报事 command or an @-mention) makes it a request whatever it says;
     `strictness` moves where a message is filed at once, asked about, or left alone."""
     file_at, ask_at = STRICTNESS[strictness]
-    place_text = readable(text[:MAX_TRIAGE_CHARS])
+    place_text = readable(whole(text[:MAX_TRIAGE_CHARS]))
     said = caption(place_text.lower())
     if not explicit and (not words_of(said) or is_follow_only(said) or is_notice(said)):
         return Triage(False, None, None, None, Location(), RULED_OUT)

@@ -12,6 +12,15 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def whole(text: str) -> str:
+    """Lone surrogates (a broken emoji from a client, bad JSON) as U+FFFD: they cannot be encoded, stored
+    or converted, and a person sees nothing of them anyway."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
 def clean(text: str) -> str:
     """Drop invisible characters and surrounding space; keep everything a person can see."""
     return _INVISIBLE.sub("", text).strip()
