@@ -56,7 +56,11 @@ def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
     if verdict.possible_emergency and not explicit:
         ask_about_emergency(turn, text)
         return None
-    recent = None if turn.incoming.is_direct or explicit else _just_reported(turn)
+    place = verdict.location
+    could_join = verdict.is_request or not text.strip() or bool(place.building or place.unit or place.room
+                                                                 or place.landmark)
+    # plain chatter (most of a group) costs no query: only a request, a photo or a place can join an order
+    recent = _just_reported(turn) if could_join and not (turn.incoming.is_direct or explicit) else None
     if recent is not None and _same_problem(recent, text, verdict):
         amend(turn, recent, text, verdict)  # "电梯又坏了" / "3栋" / a photo: one problem, one order
         return recent
