@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 from sqlalchemy import URL, Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from bot.settings import Settings, SettingsError, community_file, load_community
 from handlers.clock import Clock, SystemClock
@@ -34,6 +34,10 @@ def open_storage(url: str) -> Engine:
     except OperationalError as error:
         engine.dispose()
         raise SettingsError(f"LINLI_DATABASE_URL: {unreachable(make_url(url), error)}") from None
+    except DatabaseError as error:  # "file is not a database": a document, a typo
+        engine.dispose()
+        raise SettingsError(f"LINLI_DATABASE_URL: {make_url(url).database} is no SQLite database "
+                            f"({str(error.orig).strip()})") from None
     return engine
 
 
@@ -44,8 +48,8 @@ def _no_stranger_file(url: URL) -> None:
     path = Path(url.database)
     if path.is_dir():
         raise SettingsError(f"LINLI_DATABASE_URL: {path} is a folder, not a SQLite file")
-    if path.is_file() and path.stat().st_size and path.open("rb").read(16) != b"SQLite format 3\x00":
-        raise SettingsError(f"LINLI_DATABASE_URL: {path} is no SQLite database")
+    # The file's header is not read here: opening and closing another descriptor on a database this
+    # process has open drops SQLite's POSIX locks. A file that is no database fails in `upgrade` instead.
 
 
 def unreachable(url: URL, error: OperationalError) -> str:

@@ -145,7 +145,7 @@ def test_cli_export_of_a_period_and_a_grid(world: World, core: Linli, tmp_path: 
 
     bad = subprocess.run([sys.executable, "-m", "bot.cli", "export", "--grid", "NOPE", str(out)], env=env, cwd=ROOT,
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "NOPE" in bad.stdout
+    assert bad.returncode == 2 and "NOPE" in bad.stderr
 
 
 def test_a_large_export_draws_a_progress_bar(core: Linli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

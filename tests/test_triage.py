@@ -170,11 +170,11 @@ def test_bad_training_files_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"bad\.csv:2"):
         read(bad)
     done = linli("triage", "train", "--data", str(bad), "--out", str(tmp_path / "m.npz"))
-    assert done.returncode == 2 and "bad.csv:2" in done.stdout
+    assert done.returncode == 2 and "bad.csv:2" in done.stderr
     only_requests = tmp_path / "requests.jsonl"
     only_requests.write_text('{"text": "楼道灯坏了", "category": "公共设施"}\n', encoding="utf-8")
     done = linli("triage", "train", "--data", str(only_requests), "--no-base", "--out", str(tmp_path / "m.npz"))
-    assert done.returncode == 2 and "both requests and other messages" in done.stdout
+    assert done.returncode == 2 and "both requests and other messages" in done.stderr
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"not a model")
     with pytest.raises(ModelError, match=r"broken\.npz"):

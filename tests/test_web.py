@@ -367,4 +367,4 @@ def test_linli_web_token_prints_a_working_login_link(site: Site, world: World, t
     token = link.split("token=", 1)[1]
     assert site.client.get("/api/rates", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     refused = linli("刘师傅")
-    assert refused.returncode == 2 and "dispatcher or supervisor" in refused.stdout
+    assert refused.returncode == 2 and "dispatcher or supervisor" in refused.stderr

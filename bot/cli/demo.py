@@ -138,7 +138,7 @@ def refuse_someone_elses(path: Path) -> None:
     from bot.settings import SettingsError
     from handlers.roster import stored_community
 
-    if path.is_dir() or path.open("rb").read(16) not in (b"", b"SQLite format 3\x00"):
+    if path.is_dir() or _head(path) not in (b"", b"SQLite format 3\x00"):
         raise SettingsError(f"--db {path}: there is a file or folder of another kind there; name a new file")
     engine = open_storage(f"sqlite:///{path}")
     try:
@@ -149,6 +149,11 @@ def refuse_someone_elses(path: Path) -> None:
     demo = load_community(EXAMPLE).community
     if stored is not None and (stored.community.code, stored.community.name) != (demo.code, demo.name):
         raise SettingsError(f"--db {path} holds the community {stored.community.name}; name a new file")
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as file:  # this process has not opened the database yet: no SQLite lock to lose
+        return file.read(16)
 
 
 def run_demo(db: Path | None, console: Console | None = None, day: date | None = None) -> None:
