@@ -147,3 +147,19 @@ def test_bench_runs_every_default_benchmark_in_one_process() -> None:
 def test_bench_refuses_an_unknown_name() -> None:
     done = linli("bench", "--only", "nonsense")
     assert done.returncode == 2 and "unknown benchmark" in done.stderr
+
+
+def test_bench_on_postgresql_works_in_a_schema_of_its_own_and_drops_it(postgres_url: str, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, inspect, text
+
+    done = linli("bench", "--only", "rates", "--only", "intake", "--messages", "40", "--orders", "300", "--json",
+                 "--db", postgres_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["rates"]["counted"] == 300 and figures["intake"]["loop_stall_ms"] >= 0
+    engine = create_engine(postgres_url)
+    with engine.connect() as connection:
+        schemas = connection.execute(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'linli_bench%'"))
+        assert not schemas.all(), "the scratch schemas are dropped"
+        assert not inspect(connection).has_table("work_order"), "nothing written outside them"
+    engine.dispose()
