@@ -18,7 +18,9 @@ from handlers.dispatch import suggest_team
 from handlers.lifecycle import OPEN_STATES, Action
 from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.triage import Triage, triage
+from handlers.triage.features import caption
 from handlers.triage.normalize import fold, simplified
+from handlers.triage.rules import words_of
 from handlers.turn import GridInfo, Turn
 from storage import repo
 from storage.models import Event, Follower, Order, Person, Photo, Prompt
@@ -48,9 +50,9 @@ def judge(turn: Turn, text: str, *, explicit: bool) -> Triage:
 
 def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
     """File `text` as an order if it is one; explicit reports always are."""
-    if not text.strip() and not turn.incoming.photos:
+    if not words_of(caption(text.lower())) and not turn.incoming.photos:
         if explicit:
-            turn.reply("report.empty")
+            turn.reply("report.empty")  # "/报事" alone, or "/报事 🙂": nothing to file
         return None
     verdict = judge(turn, text or "[图片]", explicit=explicit)
     if verdict.possible_emergency and not explicit:

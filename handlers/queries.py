@@ -67,6 +67,9 @@ def period_start(word: str | None, now: datetime, turn: Turn) -> tuple[str, date
 
 
 def rates(turn: Turn, word: str | None) -> None:
+    if word is not None and word.lower() not in PERIODS:
+        turn.reply("usage.stats", word=word)  # "去年" is not a period we count: say so, not 本月 silently
+        return
     period, since = period_start(word, turn.now, turn)
     scope = _scope(turn)
     grid_ids = [g.id for g in repo.grids_below(turn.db, scope.path) if g.id]

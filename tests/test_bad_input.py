@@ -136,3 +136,11 @@ def test_buttons_of_a_finished_order_or_garbage_do_no_harm(hood: Neighbourhood) 
 
 def _press(who: str, data: str) -> Incoming:
     return Incoming(service="console", chat_id="阳光小区业主群", sender_id=who, sender_name=who, button=data)
+
+
+def test_a_report_of_nothing_but_an_emoji_and_an_unknown_period(hood: Neighbourhood) -> None:
+    hood.say("王阿姨", "/报事 🙂")
+    hood.expect("请在 /报事 后面写上要反映的问题")
+    assert hood.order_count() == 0
+    hood.say("张书记", "/统计 去年")
+    hood.expect("没有“去年”这个统计周期")
