@@ -11,7 +11,7 @@ from handlers.triage.normalize import clean, fold
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """Everything about one command, in one place: the parser, the help text and the Telegram menu are
+    """Everything about one command, in one place: the parser, the help text and the chat services' command menus are
     made from these, and a test checks the router and the permission table agree with them."""
 
     verb: str

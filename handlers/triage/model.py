@@ -1,9 +1,9 @@
 """The trained triage model: a TF-IDF vocabulary and four linear heads, read with numpy alone.
 
 The file is a numpy `.npz` archive (no pickle, so a community's model file cannot run code when it is
-loaded): the vocabulary with its idf weights, one weight matrix whose columns are the classes of every
+loaded): the vocabulary with its idf weights, one table of weights whose columns are the classes of every
 head, and the word list jieba cuts with. Scoring one message is a dictionary lookup per feature and
-one small matrix product, so no scikit-learn import is needed at run time.
+one small product of arrays, so no scikit-learn import is needed at run time.
 """
 
 from __future__ import annotations

@@ -61,17 +61,17 @@ def fit(examples: Sequence[Example], settings: Settings | None = None,
     cues = lexicon() if settings.lexicon else {}
     vectorizer = TfidfVectorizer(analyzer=partial(tokens, segmenter=segmenter, cues=cues), sublinear_tf=True,
                                  min_df=min(settings.min_df, max(1, len(texts) // 50)), dtype=np.float64)
-    matrix = vectorizer.fit_transform(texts)
+    features = vectorizer.fit_transform(texts)
     vocabulary = [""] * len(vectorizer.vocabulary_)
     for feature, column in vectorizer.vocabulary_.items():
         vocabulary[column] = feature
 
     columns, biases, classes = [], [], {}
     request = _linear(settings.c["request"], balanced=False)
-    request.fit(matrix, flags, sample_weight=sample)
+    request.fit(features, flags, sample_weight=sample)
     columns.append(request.coef_[0][:, None])
     biases.append(request.intercept_[:1])
-    calibration = _calibrate(matrix, flags, sample, settings.c["request"])
+    calibration = _calibrate(features, flags, sample, settings.c["request"])
     for head in HEADS[1:]:
         labels = [getattr(item, head) for item in examples]
         rows = [i for i, item in enumerate(examples) if item.is_request and labels[i] is not None]
@@ -81,11 +81,11 @@ def fit(examples: Sequence[Example], settings: Settings | None = None,
         names = sorted(set(targets))
         classes[head] = names
         if len(names) == 1:
-            columns.append(np.zeros((matrix.shape[1], 1)))
+            columns.append(np.zeros((features.shape[1], 1)))
             biases.append(np.zeros(1))
             continue
         model = _linear(settings.c[head], balanced=head in settings.balanced)
-        model.fit(matrix[rows], targets, sample_weight=sample[rows])
+        model.fit(features[rows], targets, sample_weight=sample[rows])
         coef, intercept = model.coef_, model.intercept_
         if len(names) == 2:  # scikit-learn keeps one row for two classes; softmax wants one per class
             coef = np.vstack([-coef[0] / 2, coef[0] / 2])
@@ -104,7 +104,7 @@ def fit(examples: Sequence[Example], settings: Settings | None = None,
         meta={**(meta or {}), "calibration": calibration, "examples": len(examples), "lexicon": cues,
               "requests": int(flags.sum()), "categories": dict(sorted(counts.items(), key=str))},
     )
-    _check(model, texts[:20], request.decision_function(matrix[:20]))
+    _check(model, texts[:20], request.decision_function(features[:20]))
     return model
 
 
@@ -122,7 +122,7 @@ def _linear(c: float, *, balanced: bool):  # type: ignore[no-untyped-def]
     return LinearSVC(C=c, class_weight="balanced" if balanced else None, max_iter=20_000, random_state=0)
 
 
-def _calibrate(matrix, flags: np.ndarray, sample: np.ndarray, c: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _calibrate(features, flags: np.ndarray, sample: np.ndarray, c: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Platt scaling on out-of-fold scores, so 'confidence 0.8' means right about four times in five."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -133,8 +133,8 @@ def _calibrate(matrix, flags: np.ndarray, sample: np.ndarray, c: float) -> dict[
     scores = np.zeros(len(flags))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=0).split(flags, flags):
         model = _linear(c, balanced=False)
-        model.fit(matrix[train], flags[train], sample_weight=sample[train])
-        scores[test] = model.decision_function(matrix[test])
+        model.fit(features[train], flags[train], sample_weight=sample[train])
+        scores[test] = model.decision_function(features[test])
     platt = LogisticRegression(C=100.0).fit(scores[:, None], flags, sample_weight=sample)
     return {"scale": round(float(platt.coef_[0][0]), 6), "shift": round(float(platt.intercept_[0]), 6)}
 
