@@ -66,6 +66,7 @@ class InOrder:
                 if reason is None:
                     try:
                         await carry(action)
+                        await self._sent(action)
                         continue
                     except dropped as error:
                         log.warning("%s: refused %s: %s", self.name, action.text.key, error)
@@ -82,11 +83,20 @@ class InOrder:
                     blocked.update(dict.fromkeys(its_lanes, reason))
                 await self.park(action, reason)
 
+    async def _sent(self, action: Outgoing) -> None:
+        """An action handed back from the outbox went out: its row is marked at once, not after the batch."""
+        if (taken := outbox.taken_row(action)) is not None:
+            await self.offload(outbox.mark_sent, self.engine, taken[0], self.clock.now())
+
     async def park(self, action: Outgoing, error: str) -> None:
         if action.kind is Kind.CARD and action.order_id is not None:
             self.unposted.add(action.order_id)
+        taken = outbox.taken_row(action)  # read here, on the loop: the worker does not see this context
         # marked as this transport's, so the retry comes back to it only
-        await self.offload(outbox.park, self.engine, replace(action, service=self.service), error, self.clock.now())
+        await self.offload(outbox.park, self.engine, replace(action, service=self.service), error, self.clock.now(),
+                           taken[1] if taken else None)
+        if taken is not None:  # the parked copy stands for it from now on
+            await self.offload(outbox.mark_sent, self.engine, taken[0], self.clock.now())
         self.parked += 1
         log.warning("%s: parked %s for later (%s)", self.name, action.text.key, error)
 

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, insert, or_
+from sqlalchemy import Engine, insert, or_, update
 from sqlmodel import Session, col, select
 
 from handlers.protocol import Outgoing, from_json, to_json
@@ -36,14 +36,39 @@ def put(db: Session, actions: list[Outgoing], now: datetime) -> None:
         db.connection().execute(insert(Outbox.__table__), rows)  # type: ignore[attr-defined]
 
 
-# The actions being handed back from the outbox right now, with how often each was tried: a transport
-# that parks one again continues its count, so an action that always fails is given up in the end.
-_retrying: ContextVar[tuple[tuple[Outgoing, int], ...]] = ContextVar("retrying", default=())
+# The actions being handed back from the outbox right now: their rows and how often each was tried. A
+# transport that parks one again continues its count, so an action that always fails is given up in the
+# end; one that goes out is marked sent at once, so a crash later in the batch does not send it again.
+_retrying: ContextVar[tuple[tuple[int, Outgoing, int], ...]] = ContextVar("retrying", default=())
 
 
-def park(engine: Engine, action: Outgoing, error: str, now: datetime) -> int:
-    """A transport could not send `action`: keep it and try again after a pause that doubles each time."""
-    tried = next((n for earlier, n in _retrying.get() if replace(earlier, service=action.service) == action), None)
+def taken_row(action: Outgoing) -> tuple[int, int] | None:
+    """The outbox row and earlier attempts of an action being handed back now, if it is one. Read it on the
+    event loop, where the delivery runs: a worker thread does not see the delivery's context."""
+    return next(((row_id, tried) for row_id, earlier, tried in _retrying.get()
+                 if replace(earlier, service=action.service) == action), None)
+
+
+def mark_sent(engine: Engine, row_id: int, now: datetime, lease: timedelta = LEASE) -> None:
+    """One action of a batch went out: mark it now, and renew the lease on what its owner still holds."""
+    with session(engine) as db:
+        row = db.get(Outbox, row_id)
+        if row is None or row.sent_at is not None:
+            return
+        row.sent_at = now
+        db.add(row)
+        if row.claimed_by:
+            db.execute(update(Outbox).where(col(Outbox.claimed_by) == row.claimed_by, col(Outbox.sent_at).is_(None),
+                                            col(Outbox.given_up).is_(False)).values(claimed_until=now + lease))
+        db.commit()
+
+
+def park(engine: Engine, action: Outgoing, error: str, now: datetime, tried: int | None = None) -> int:
+    """A transport could not send `action`: keep it and try again after a pause that doubles each time.
+    `tried`: how often it was tried before, when it came from the outbox (see `taken_row`)."""
+    if tried is None:
+        tried = next((n for _, earlier, n in _retrying.get() if replace(earlier, service=action.service) == action),
+                     None)
     attempts = 0 if tried is None else tried + 1
     with session(engine) as db:
         row = Outbox(service=action.service, payload=to_json(action), attempts=attempts,
@@ -59,7 +84,7 @@ def park(engine: Engine, action: Outgoing, error: str, now: datetime) -> int:
 @contextmanager
 def retrying(taken: list[tuple[int, Outgoing, int]]) -> Iterator[None]:
     """While delivering actions taken from the outbox, remember how often each was tried."""
-    token = _retrying.set(tuple((action, attempts) for _, action, attempts in taken))
+    token = _retrying.set(tuple(taken))
     try:
         yield
     finally:
@@ -94,8 +119,8 @@ def settle(engine: Engine, row_ids: list[int], now: datetime, error: str | None 
     """Record how delivery went: sent, or failed (then wait twice as long, and give up in the end)."""
     if not row_ids:
         return
-    with session(engine) as db:
-        for row in db.exec(select(Outbox).where(col(Outbox.id).in_(row_ids))):
+    with session(engine) as db:  # rows marked sent one by one (`mark_sent`) are settled already
+        for row in db.exec(select(Outbox).where(col(Outbox.id).in_(row_ids), col(Outbox.sent_at).is_(None))):
             if error is None:
                 row.sent_at = now
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import select
 
 from handlers import outbox
@@ -45,3 +46,70 @@ async def test_a_parked_action_goes_out_when_the_service_is_back(hood: Neighbour
     assert delivered == [action]
     hood.clock.advance(days=1)
     assert await deliver_due(hood.engine, "test", hood.clock.now(), working) == 0
+
+
+async def test_each_action_of_a_batch_is_marked_sent_as_it_goes(hood: Neighbourhood) -> None:
+    """A crash in the middle of a batch: what already went out is not sent again after the restart."""
+    from datetime import timedelta
+
+    from bot.delivery import InOrder
+    from scheduler.sweep import deliver_due
+    from storage.db import session
+
+    actions = [Outgoing(Kind.SEND, Text("help"), service="telegram", chat_id=f"-10{n}") for n in range(3)]
+    with session(hood.engine) as db:
+        outbox.put(db, actions, hood.clock.now())
+        db.commit()
+    carried: list[str] = []
+
+    class Crash(BaseException):
+        """kill -9, as far as a test can: nothing after it runs."""
+
+    async def carry(action: Outgoing) -> None:
+        if carried:
+            raise Crash
+        carried.append(action.chat_id)
+
+    lane = InOrder("telegram", hood.engine, hood.clock, name="Test")
+
+    async def deliver(batch: list[Outgoing]) -> None:
+        await lane.run(batch, carry)
+
+    with pytest.raises(Crash):
+        await deliver_due(hood.engine, "first", hood.clock.now(), deliver)
+    hood.clock.advance(minutes=2)  # the lease runs out: another process takes over what is left
+    again: list[Outgoing] = []
+
+    async def collect(batch: list[Outgoing]) -> None:
+        again.extend(batch)
+
+    assert await deliver_due(hood.engine, "second", hood.clock.now() + timedelta(seconds=1), collect) == 2
+    assert carried == ["-100"] and [a.chat_id for a in again] == ["-101", "-102"]
+
+
+async def test_parking_on_the_worker_thread_still_counts_the_tries(hood: Neighbourhood) -> None:
+    """Parking runs on the core's worker; the count of tries must still reach it, or nothing is given up."""
+    from datetime import timedelta
+
+    from bot.delivery import InOrder, Undeliverable
+    from storage.db import session
+
+    with session(hood.engine) as db:
+        outbox.put(db, [Outgoing(Kind.SEND, Text("help"), service="telegram", chat_id="-100")], hood.clock.now())
+        db.commit()
+    lane = InOrder("telegram", hood.engine, hood.clock, name="Test", offload=hood.core.call)
+
+    async def never(action: Outgoing) -> None:
+        raise Undeliverable("network down")
+
+    async def deliver(batch: list[Outgoing]) -> None:
+        await lane.run(batch, never)
+
+    for _ in range(outbox.MAX_ATTEMPTS + 2):
+        hood.clock.advance(hours=12)
+        await deliver_due(hood.engine, "me", hood.clock.now(), deliver, offload=hood.core.call)
+    with session(hood.engine) as db:
+        rows = db.exec(select(Outbox)).all()
+    assert any(row.given_up for row in rows), "an action that always fails is given up in the end"
+    assert max(row.attempts for row in rows) == outbox.MAX_ATTEMPTS
+    assert timedelta(0) < hood.clock.now() - min(row.created_at for row in rows)
