@@ -59,7 +59,7 @@ def language_of(text: str, default: str = "zh") -> str:
 # digit that is kept) stays exactly as the resident wrote it.
 
 _SPACE = "[ \t]{0,2}"
-_SEP = f"{_SPACE}[-.]?{_SPACE}"  # 138 1234 5678, 138-1234-5678, 138.1234.5678, 138 - 1234 - 5678
+_SEP = f"{_SPACE}[-./]?{_SPACE}"  # 138 1234 5678, 138-1234-5678, 138.1234.5678, 138/1234/5678
 _COUNTRY = r"(?:\(\+?86\)|(?:\+|00)?86)"  # +86, 86, 0086, (+86), (86)
 _AREA = r"(?:10|2\d|[3-9]\d{2})"  # 010, 02x, 0xxx (without its leading 0)
 _DAY = r"(?:0[1-9]|1[0-2])~(?:0[1-9]|[12]\d|3[01])"  # MM~DD: an ID number's birthday
@@ -75,7 +75,7 @@ _MOBILE = r"(?:" + _COUNTRY + r"~)?(?P<mobile>1[3-9]\d~\d{4}~\d{4})"
 # a landline in one piece may have an extension after it (-8001); one in two pieces must not go on with
 # -digits, or "0800-1200 1400-1800" would pass for 0800 1200-1400
 _LANDLINE = (r"(?:" + _COUNTRY + r"~\(?0?" + _AREA + r"\)?|\(0" + _AREA + r"\)|0" + _AREA + r")~"
-             r"(?P<landline>\d{7,8}(?!\d)|\d{3,4}~\d{4}(?!\d)(?![ \t]*[-.][ \t]*\d))")
+             r"(?P<landline>\d{7,8}(?!\d)|\d{3,4}~\d{4}(?!\d)(?![ \t]*[-./][ \t]*\d))")
 _ID15 = r"(?P<id15>[1-9]\d{14}|[1-9]\d{5}~\d{2}" + _DAY + r"~\d{3})"  # a region code never starts with 0
 # Tried in this order at each position, so a long number is never taken for a shorter one inside it.
 _PRIVATE = re.compile(
