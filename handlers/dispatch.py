@@ -40,6 +40,7 @@ def assign(turn: Turn, order: Order, target: str | None) -> None:
                      team=team.name if team else None, assignee=person.name if person else None,
                      resolve_due=orders.local(order.resolve_due, turn.community.tz),
                      respond_due=orders.local(order.respond_due, turn.community.tz))
+    orders.brief_privately(turn, order, handlers)  # whoever does the job needs the room and the words
 
 
 def _resolve_target(turn: Turn, target: str) -> tuple[Person | None, Team | None]:

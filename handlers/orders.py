@@ -163,6 +163,17 @@ def may_see_private(db: Session, order: Order, person_id: int) -> bool:
         & {person_id})
 
 
+def brief_privately(turn: Turn, order: Order, people: list[Person]) -> None:
+    """A private matter's details (text, room) by direct message: the group card shows only that it exists."""
+    if order.matter != "private":
+        return
+    card = card_text(turn.db, order, turn.community.tz, turn.now, in_group=False)
+    for person in people:
+        if person.id is not None:
+            turn.out.append(Outgoing(Kind.DIRECT, card, lang=person.lang or turn.community.lang,
+                                     person_id=person.id, order_id=order.id))
+
+
 def place_label(order: Order) -> str:
     parts = [f"{order.building}栋" if order.building else "", f"{order.unit}单元" if order.unit else ""]
     return "".join(parts) + (order.room or "")

@@ -9,7 +9,7 @@ from handlers.triage.corrections import example_from
 from handlers.triage.dataset import category_code, matter_code, urgency_code
 from handlers.triage.location import parse_location
 from handlers.turn import Turn
-from storage.models import Example, Order
+from storage.models import Example, Order, Person
 
 KEYS = {"类别": "category", "分类": "category", "category": "category", "紧急": "urgency", "紧急程度": "urgency",
         "urgency": "urgency", "事项": "matter", "matter": "matter", "位置": "place", "地点": "place",
@@ -28,6 +28,9 @@ def correct(turn: Turn, order: Order, words: list[str]) -> None:
                            order.room)
     turn.db.add(Example(order_id=order.id, payload=example, at=turn.now))
     orders.update_card(turn, order)
+    if labels.get("matter") == "private" and before.get("matter") != "private":
+        reporter = turn.db.get(Person, order.reporter_id)  # the group card no longer shows the details
+        orders.brief_privately(turn, order, [reporter] if reporter else [])
     changes = [{"field": name, "from": before[name], "to": value} for name, value in labels.items()]
     if order.matter == "private" and not turn.incoming.is_direct:  # a group never learns where a 私事 is
         changes = [{**change, "from": None, "to": "…"} if change["field"] in ("unit", "room") else change

@@ -218,3 +218,15 @@ def test_a_strangers_chat_can_neither_follow_nor_show_another_chats_order(hood: 
 def test_an_argument_with_a_stray_letter_keeps_the_answer_in_chinese(hood: Neighbourhood) -> None:
     hood.say("外人", "/撤销 #1 x")
     hood.expect("没有")  # #1 does not exist: said in Chinese
+
+
+def test_a_private_matter_briefs_its_reporter_and_its_handler_by_direct_message(hood: Neighbourhood) -> None:
+    hood.say("王阿姨", "/报事 3栋门口的路灯不亮了，我家502门口黑乎乎的")  # filed as a public matter
+    number = hood.order_count()
+    hood.say("张书记", f"/修改 #{number} 事项=私事")
+    told = [p for p in hood.heard if p.chat == "私聊:王阿姨"]
+    assert told and "502" in told[0].text, "made private after filing: the reporter gets the details"
+    hood.say("张书记", f"/派单 #{number} @刘师傅")
+    briefed = [p for p in hood.heard if p.chat == "私聊:刘师傅"]
+    assert briefed and "502" in briefed[0].text, "the handler gets the words and the room"
+    assert not any("502" in p.text for p in hood.heard if not p.chat.startswith("私聊"))
