@@ -25,7 +25,7 @@ from handlers.triage.features import caption, readable, shape
 from handlers.triage.location import Location, parse_location
 from handlers.triage.model import ModelError, TriageModel
 from handlers.triage.normalize import whole
-from handlers.triage.rules import is_follow_only, is_notice, red_cue, words_of
+from handlers.triage.rules import alarm_settled, is_follow_only, is_notice, red_cue, words_of
 
 CATEGORIES = (
     "utilities", "facilities", "sanitation", "noise", "parking", "safety",
@@ -147,7 +147,7 @@ def triage(
     if not explicit and chance < min(REQUEST_AT, ask_at):
         location = (parse_location(place_text, landmarks=landmarks, buildings=buildings)
                     if chance >= PLACE_FROM else Location())
-        if cue:  # danger words the model doubts: never quiet, the dispatchers are alerted (可能的紧急情况)
+        if cue and not alarm_settled(said):  # danger words the model doubts: the dispatchers are alerted
             return Triage(False, None, None, None, location, 1.0 - chance, "ask", possible_emergency=True)
         return Triage(False, None, None, None, location, 1.0 - chance, "ask" if chance >= ask_at else "ignore")
     if not explicit and chance < REQUEST_AT:  # eager: asked about although the model leans to chatter

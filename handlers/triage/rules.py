@@ -165,6 +165,20 @@ def is_notice(caption_text: str) -> bool:
     return bool(tag) and not _RESIDENT_TAGS.search(tag[1])
 
 
+# What makes danger words in chatter no alarm: it is over, help is there, it is elsewhere or hearsay, a pet.
+_SETTLED = re.compile(
+    r"已解救|已处理|正在处理|人员平安|没事了|没事的|虚惊|误会|已经灭|灭了|到了|已经来了|已经到了|不是我们|别的区|外地|老家"
+    r"|新闻|朋友圈|在传|传说|听说|视频|猫|狗|false alarm|nvm|never ?mind|all good|on the news|video|\bcat\b|\bdog\b",
+    re.I,
+)
+
+
+def alarm_settled(caption_text: str) -> bool:
+    """Danger words in a message that is not a request, but about a danger that is over, attended to,
+    elsewhere, hearsay or a pet's: no alert for the dispatchers."""
+    return bool(_SETTLED.search(caption_text))
+
+
 def red_cue(caption_text: str) -> str | None:
     """The first words that say 'danger now', unless the message is about drills, tips or what might happen.
 
