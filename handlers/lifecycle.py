@@ -111,6 +111,39 @@ PERMISSIONS: dict[Action, frozenset[Capacity]] = {
     Action.CORRECT: frozenset({Capacity.DISPATCHER, Capacity.SUPERVISOR}),
 }
 
+class Source(StrEnum):
+    """Where a staff role comes from."""
+
+    CHAT_ADMIN = "chat_admin"  # an admin of a chat (Telegram admin, Matrix power ≥ 50), when admins dispatch
+    DISPATCHER = "dispatcher"  # `dispatcher_of` a grid in linli.toml
+    SUPERVISOR = "supervisor"  # `supervisor_of` a grid, or the one-time owner code
+
+
+class Reach(StrEnum):
+    """Where a role's word counts."""
+
+    OWN_CHAT = "own_chat"  # the orders reported in the chat where the speaker holds it
+    GRID_SUBTREE = "grid_subtree"  # the orders of the grid it was given on, and of every grid below
+
+
+# The scope of authority, the third axis of PERMISSIONS (role × action × where): owning a chat reaches
+# that chat's orders only; the community's grants reach a grid and everything below it.
+AUTHORITY: dict[Source, tuple[Capacity, Reach]] = {
+    Source.CHAT_ADMIN: (Capacity.DISPATCHER, Reach.OWN_CHAT),
+    Source.DISPATCHER: (Capacity.DISPATCHER, Reach.GRID_SUBTREE),
+    Source.SUPERVISOR: (Capacity.SUPERVISOR, Reach.GRID_SUBTREE),
+}
+
+
+def reaches(reach: Reach, *, held_in_chat: int | None = None, order_chat: int | None = None,
+            granted_on: frozenset[str] = frozenset(), order_grid_path: str = "") -> bool:
+    """Whether a role held in `held_in_chat`, or granted on grids with the paths `granted_on`, reaches an
+    order of `order_chat` in the grid at `order_grid_path`."""
+    if reach is Reach.OWN_CHAT:
+        return held_in_chat is not None and held_in_chat == order_chat
+    return any(order_grid_path.startswith(path) for path in granted_on)
+
+
 RETURN_REASONS = ("not_mine", "need_info", "no_access", "too_big", "other")
 REOPEN_AT_OR_BELOW = 2
 MAX_LEVEL = 3  # grid → community → street

@@ -11,11 +11,11 @@ from sqlmodel import Session
 
 from handlers.community import CommunityConfig
 from handlers.directory import ChatInfo, Directory, PersonInfo
-from handlers.lifecycle import Actor, Capacity
+from handlers.lifecycle import AUTHORITY, Actor, Capacity, Source, reaches
 from handlers.protocol import Button, Incoming, Kind, Mention, Outgoing, Text
 from handlers.workdays import WorkCalendar
 from storage import repo
-from storage.models import Person
+from storage.models import Grid, Person
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +84,9 @@ class Turn:
         """
         grid = grid or self.grid
         roles = self.granted_roles(grid)
-        if self._admin_over(order_chat_id):
-            roles.add(Capacity.DISPATCHER)
+        capacity, reach = AUTHORITY[Source.CHAT_ADMIN]
+        if self.admin_may_dispatch() and reaches(reach, held_in_chat=self.chat.id, order_chat=order_chat_id):
+            roles.add(capacity)
         teams = repo.teams_of(self.db, self.person.id)
         return Actor(
             person_id=self.person.id,
@@ -98,20 +99,22 @@ class Turn:
         """Roles the community gave the speaker over `grid` (on it or a grid above it): the only
         authority that reaches beyond one chat."""
         roles: set[Capacity] = set()
-        ancestors = repo.ancestor_ids(grid.path)
-        if repo.role_grid_ids(self.db, self.person.id, "dispatcher") & ancestors:
-            roles.add(Capacity.DISPATCHER)
-        if repo.role_grid_ids(self.db, self.person.id, "supervisor") & ancestors:
-            roles.add(Capacity.SUPERVISOR)
+        for source in (Source.DISPATCHER, Source.SUPERVISOR):
+            capacity, reach = AUTHORITY[source]
+            paths = frozenset(self._path_of(g) for g in repo.role_grid_ids(self.db, self.person.id, source))
+            if reaches(reach, granted_on=paths, order_grid_path=grid.path):
+                roles.add(capacity)
         return roles
+
+    def _path_of(self, grid_id: int) -> str:
+        known = self.community.grids.get(grid_id)
+        if known is not None:
+            return known.path
+        row = self.db.get(Grid, grid_id)  # a grid above the community (the street): not in its own map
+        return row.path if row is not None else "\0"  # no grid: a path that starts nothing
 
     def admin_may_dispatch(self) -> bool:
         return self.incoming.sender_is_admin and self.community.config.community.admins_are_dispatchers
-
-    def _admin_over(self, order_chat_id: int | None) -> bool:
-        """A chat admin dispatches the orders reported in their own chat, and nothing else: anyone can
-        make a group and be its admin, so owning a chat gives no authority over a grid."""
-        return self.admin_may_dispatch() and order_chat_id is not None and order_chat_id == self.chat.id
 
     # --- what the bot says -----------------------------------------------------------------
     def reply(

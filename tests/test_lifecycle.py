@@ -167,3 +167,21 @@ def test_escalation_climbs_to_the_top_and_stops() -> None:
         assert change.fields["level"] == level + 1
     with pytest.raises(Refusal, match=r"refuse\.escalate\.top"):
         transition(order(State.ASSIGNED, level=3), Action.ESCALATE, dispatcher, NOW)
+
+
+@pytest.mark.parametrize(("source", "where", "reached"), [
+    ("chat_admin", "own chat", True), ("chat_admin", "another chat, same grid", False),
+    ("chat_admin", "the grid below", False), ("dispatcher", "own chat", True),
+    ("dispatcher", "another chat, same grid", True), ("dispatcher", "the grid below", True),
+    ("dispatcher", "a sibling grid", False), ("supervisor", "a sibling grid", False),
+    ("supervisor", "the grid below", True),
+])
+def test_the_reach_of_each_kind_of_authority(source: str, where: str, reached: bool) -> None:
+    """Owning a chat reaches its own orders; the community's grants reach a grid and what lies below."""
+    from handlers.lifecycle import AUTHORITY, Source, reaches
+
+    order_chat, order_grid = {"own chat": (7, "/1/4/"), "another chat, same grid": (8, "/1/4/"),
+                              "the grid below": (8, "/1/4/9/"), "a sibling grid": (8, "/1/5/")}[where]
+    _, reach = AUTHORITY[Source(source)]
+    assert reaches(reach, held_in_chat=7, order_chat=order_chat, granted_on=frozenset({"/1/4/"}),
+                   order_grid_path=order_grid) is reached
