@@ -62,8 +62,10 @@ class Linli:
 
     # --- messages in ---------------------------------------------------------------------
     def handle(self, incoming: Incoming) -> list[Outgoing]:
-        incoming = replace(incoming, text=whole(incoming.text), sender_name=whole(incoming.sender_name),
-                           chat_title=whole(incoming.chat_title) if incoming.chat_title else incoming.chat_title)
+        text, name = whole(incoming.text), whole(incoming.sender_name)  # the same objects when nothing is broken
+        title = whole(incoming.chat_title) if incoming.chat_title else incoming.chat_title
+        if text is not incoming.text or name is not incoming.sender_name or title is not incoming.chat_title:
+            incoming = replace(incoming, text=text, sender_name=name, chat_title=title)
         now = self.clock.now()
         with session(self.engine) as db:
             flushed: list[bool] = []  # a query's autoflush empties db.new: count what was written instead
@@ -238,17 +240,9 @@ class Linli:
         if press is None:
             turn.alert("button.stale")
             return
-        if press.verb is Verb.PROMPT:
-            intake.answer_prompt(turn, press.ident, press.arg == "y")
-            return
-        if press.verb is Verb.DUPLICATE:
-            intake.answer_duplicate(turn, press.ident, press.arg == "y")
-            return
-        if press.verb is Verb.EMERGENCY:
-            intake.answer_emergency(turn, press.ident, press.arg == "y")
-            return
-        if press.verb is Verb.BIND:
-            dispatch.answer_binding(turn, press.ident, press.arg == "y")
+        answer = _ANSWERS.get(press.verb)  # a yes or no to a question the bot asked (a prompt row)
+        if answer is not None:
+            answer(turn, press.ident, press.arg == "y")
             return
         order = turn.db.get(Order, press.ident)
         if order is None or order.community_id != self.community.grid_id:
@@ -333,6 +327,14 @@ class Linli:
                 return False
             return bool(repo.role_grid_ids(db, identity.person_id, "dispatcher")
                         | repo.role_grid_ids(db, identity.person_id, "supervisor"))
+
+
+_ANSWERS: dict[Verb, Callable[[Turn, int, bool], None]] = {
+    Verb.PROMPT: intake.answer_prompt,
+    Verb.DUPLICATE: intake.answer_duplicate,
+    Verb.EMERGENCY: intake.answer_emergency,
+    Verb.BIND: dispatch.answer_binding,
+}
 
 
 def _first(words: list[str]) -> str | None:
