@@ -97,7 +97,6 @@ class Command:
     verb: str | None  # None: a slash word that is no command of ours
     name: str  # as typed, to quote back
     rest: str  # the text after the command, as the person wrote it (only invisible characters removed)
-    lang: str  # the language of the name used
 
     @property
     def numbers(self) -> list[int]:
@@ -128,5 +127,4 @@ def parse(text: str, bot_names: frozenset[str] = frozenset()) -> Command | None:
         known = next((k for k in _LONGEST_FIRST if name.startswith(k) and not k.isascii()), None)
         if known is not None:
             verb, typed, rest = _BY_NAME[known], typed[: len(known)], (typed[len(known):] + " " + rest).strip()
-    lang = "en" if fold(typed).isascii() else "zh"
-    return Command(verb, typed, rest, lang)
+    return Command(verb, typed, rest)
