@@ -1,16 +1,24 @@
-"""Posting a transport's actions in order, and parking what cannot go now — shared by every transport.
+"""Posting a transport's actions: one lane per chat (or person), each in order, lanes side by side.
 
-What cannot be posted now is parked in the outbox (the scheduler's `deliver_due` hands it back to the
-transport later), and so is everything after it in the same chat, about the same order or for the same
-person, so nobody reads their messages out of order. An edit waits behind a card that is still parked.
+Everything the core says is queued in the outbox before it is posted (`Linli.take`), leased to this
+process; a lane posts its rows one after another and marks each sent as soon as it went out, so a crash
+repeats at most the one message a lane was posting. Lanes run concurrently: a chat waiting out its rate
+limit (Telegram: 20 messages a minute in a group) holds up that chat only.
+
+What cannot be posted now waits in the outbox (the scheduler hands it back later), and so does everything
+behind it in its lane, so nobody reads their messages out of order. An edit of a card goes in the lane
+of the card's chat, so it never overtakes the card.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
 
@@ -20,6 +28,8 @@ from handlers.protocol import Kind, Outgoing
 from scheduler.sweep import Offload, inline
 
 log = logging.getLogger(__name__)
+Carry = Callable[[Outgoing], Awaitable[None]]
+RENEW_EVERY = outbox.LEASE.total_seconds() / 4  # a busy lane keeps its lease on what it still has to post
 
 
 class Undeliverable(Exception):
@@ -30,76 +40,198 @@ class Undeliverable(Exception):
         self.limited = limited  # every other call would fail as well right now
 
 
-def lanes(action: Outgoing) -> set[str]:
-    """What an action must stay in order with: its chat, its order, the person a direct message is for."""
-    found = set()
-    if action.chat_id:
-        found.add(f"chat:{action.chat_id}")
-    if action.order_id is not None:
-        found.add(f"order:{action.order_id}")
+# The outbox row being posted now and how many calls its posting made so far: a service that takes an
+# idempotency key (Matrix's transaction id) gets the same one when a restart posts the row again.
+_posting: ContextVar[list[int] | None] = ContextVar("posting", default=None)
+
+
+def once_key() -> str | None:
+    """A key naming this call of this outbox row's posting, the same on every try; None outside a lane."""
+    posting = _posting.get()
+    if posting is None:
+        return None
+    posting[1] += 1
+    return f"o{posting[0]}-{posting[1]}"
+
+
+def lane_of(action: Outgoing) -> str:
+    """The lane an action keeps its order in: its chat; a direct message's person; else its order."""
     if action.kind is Kind.DIRECT:
-        found.add(f"person:{action.person_id}")
-    return found
+        return f"person:{action.person_id}"
+    if action.chat_id:
+        return f"chat:{action.chat_id}"
+    return f"order:{action.order_id}"
 
 
-class InOrder:
-    """One transport's outbound queue discipline."""
+@dataclass(eq=False)
+class Item:
+    """One action on its way, with its outbox row when it has one (and how often that was tried)."""
 
-    def __init__(self, service: str, engine: Engine, clock: Clock, *, name: str, offload: Offload = inline) -> None:
-        self.service, self.engine, self.clock, self.name = service, engine, clock, name
-        self.offload = offload  # the core's worker thread: parking writes to the database, off the event loop
+    action: Outgoing
+    row: int | None = None
+    tried: int | None = None
+    done: asyncio.Future[str | None] | None = field(default=None, repr=False)  # for a caller that waits
+
+
+class Lanes:
+    """One transport's outbound lanes."""
+
+    def __init__(self, service: str, engine: Engine, clock: Clock, carrier: Callable[[], Carry], *, name: str,
+                 owner: str = "", offload: Offload = inline, dropped: tuple[type[Exception], ...] = (),
+                 kept: tuple[type[Exception], ...] = ()) -> None:
+        self.service, self.engine, self.clock, self.name, self.owner = service, engine, clock, name, owner
+        self.carrier = carrier  # a fresh carry for each run of a lane (Matrix keeps a rate budget per run)
+        self.offload = offload  # the core's worker thread: outbox writes off the event loop
+        self.dropped, self.kept = dropped, kept  # errors meaning the request is wrong / to park the action for
         self.parked = 0  # actions left in the outbox for a later try
-        self.unposted: set[int] = set()  # orders whose card is parked: their edits wait behind it
-        self.lock = asyncio.Lock()
+        self.sent = 0
+        self._queues: dict[str, deque[Item]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._rows: set[int] = set()  # outbox rows in a lane now
+        self._held: dict[str, tuple[int | None, str]] = {}  # lanes waiting behind a parked row, and why
+        self._renewer: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    async def run(self, actions: list[Outgoing], carry: Callable[[Outgoing], Awaitable[None]], *,
-                  dropped: tuple[type[Exception], ...] = (), kept: tuple[type[Exception], ...] = ()) -> None:
-        """Carry out `actions` in order. `dropped` errors mean the request itself is wrong (trying again won't
-        help); `kept` errors park the action like `Undeliverable` does."""
-        async with self.lock:
-            blocked: dict[str, str] = {}
-            for action in actions:
-                its_lanes = lanes(action)
-                reason = blocked.get("*") or next((blocked[lane] for lane in its_lanes if lane in blocked), None)
-                if reason is None and action.kind is Kind.UPDATE_CARD and action.order_id in self.unposted:
-                    reason = "its card is parked"  # edited after the card is posted, not before
-                if reason is None:
-                    try:
-                        await carry(action)
-                        await self._sent(action)
-                        continue
-                    except dropped as error:
-                        log.warning("%s: refused %s: %s", self.name, action.text.key, error)
-                        continue
-                    except Undeliverable as error:
-                        reason = str(error)
-                        if error.limited:
-                            blocked["*"] = reason
-                    except kept as error:
-                        reason = f"{type(error).__name__}: {error}"
-                    except Exception as error:
-                        log.exception("%s: could not post %s", self.name, action.text.key)
-                        reason = repr(error)
-                    blocked.update(dict.fromkeys(its_lanes, reason))
-                await self.park(action, reason)
+    # --- in --------------------------------------------------------------------------------
+    def submit(self, items: Iterable[Item]) -> None:
+        """Queue actions in their lanes and return: each lane posts in the background."""
+        for item in items:
+            if item.row is not None:
+                if item.row in self._rows:
+                    self._finish(item, None)
+                    continue  # handed back by the scheduler while this process still has it
+                self._rows.add(item.row)
+            key = lane_of(item.action)
+            self._queues.setdefault(key, deque()).append(item)
+            if key not in self._tasks:
+                self._tasks[key] = asyncio.create_task(self._drain(key), name=f"{self.name}-{key}")
+                self._idle.clear()
+        if self._rows and (self._renewer is None or self._renewer.done()):
+            self._renewer = asyncio.create_task(self._renew(), name=f"{self.name}-renew")
 
-    async def _sent(self, action: Outgoing) -> None:
-        """An action handed back from the outbox went out: its row is marked at once, not after the batch."""
-        if (taken := outbox.taken_row(action)) is not None:
-            await self.offload(outbox.mark_sent, self.engine, taken[0], self.clock.now())
+    def items(self, actions: Iterable[Outgoing]) -> list[Item]:
+        """Actions as lane items; those handed back from the outbox now come with their row, adopted."""
+        found = []
+        for action in actions:
+            taken = outbox.taken_row(action, adopt=True)
+            found.append(Item(action, *(taken or (None, None))))
+        return found
 
-    async def park(self, action: Outgoing, error: str) -> None:
-        if action.kind is Kind.CARD and action.order_id is not None:
-            self.unposted.add(action.order_id)
-        taken = outbox.taken_row(action)  # read here, on the loop: the worker does not see this context
-        # marked as this transport's, so the retry comes back to it only
-        await self.offload(outbox.park, self.engine, replace(action, service=self.service), error, self.clock.now(),
-                           taken[1] if taken else None)
-        if taken is not None:  # the parked copy stands for it from now on
-            await self.offload(outbox.mark_sent, self.engine, taken[0], self.clock.now())
+    async def run(self, actions: list[Outgoing]) -> None:
+        """Post `actions` and return when each went out or was parked. A lane that is busy in the background
+        takes them at its end; otherwise they go here and now, in order."""
+        await self.run_items(self.items(actions))
+
+    async def run_items(self, items: list[Item]) -> None:
+        down: str | None = None  # the service refused everything: the rest of the batch waits
+        carry = self.carrier()
+        for item in items:
+            key = lane_of(item.action)
+            if key in self._tasks:
+                item.done = asyncio.get_running_loop().create_future()
+                self.submit([item])
+                await item.done
+            elif down is not None:
+                await self._park(item, down, behind=None)
+            else:
+                reason, limited = await self._step(key, item, carry)
+                down = reason if limited else None
+
+    async def idle(self) -> None:
+        """Until every lane is empty (tests, `linli bench`)."""
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Stop posting; what was not posted yet is handed back to the outbox for the next process."""
+        tasks = [*self._tasks.values(), *([self._renewer] if self._renewer else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._rows and self.owner:
+            await self.offload(outbox.release, self.engine, sorted(self._rows), self.owner)
+        self._rows.clear()
+        self._queues.clear()
+        self._tasks.clear()
+        self._idle.set()
+
+    # --- a lane ----------------------------------------------------------------------------
+    async def _drain(self, key: str) -> None:
+        queue, carry = self._queues[key], self.carrier()
+        try:
+            while queue:
+                await self._step(key, queue.popleft(), carry)
+        finally:
+            del self._tasks[key]
+            if not queue:
+                self._queues.pop(key, None)
+            if not self._tasks:
+                self._idle.set()
+
+    async def _step(self, key: str, item: Item, carry: Carry) -> tuple[str | None, bool]:
+        """Post one item of lane `key`, unless the lane waits behind a parked one: then it waits too. An item
+        handed back from the outbox goes (the parked ones come back in order)."""
+        held = self._held.get(key)
+        if held is not None and item.tried is None:
+            ahead, reason = held
+            await self._park(item, reason, behind=ahead)
+            self._held[key] = (item.row or ahead, reason)
+            self._finish(item, reason)
+            return reason, False
+        self._held.pop(key, None)
+        reason, limited = await self._post(item, carry)
+        if reason is not None:
+            self._held[key] = (item.row, reason)
+        return reason, limited
+
+    async def _post(self, item: Item, carry: Carry) -> tuple[str | None, bool]:
+        """Post one item; mark its row sent, or park it. Returns why it could not go, and whether nothing
+        else can go either right now."""
+        action, reason, limited = item.action, None, False
+        token = _posting.set([item.row, 0] if item.row is not None else None)
+        try:
+            await carry(action)
+        except self.dropped as error:
+            log.warning("%s: refused %s: %s", self.name, action.text.key, error)
+        except Undeliverable as error:
+            reason, limited = str(error), error.limited
+        except self.kept as error:
+            reason = f"{type(error).__name__}: {error}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.exception("%s: could not post %s", self.name, action.text.key)
+            reason = repr(error)
+        finally:
+            _posting.reset(token)
+        if reason is None:
+            self.sent += 1
+            if item.row is not None:
+                await self.offload(outbox.mark_sent, self.engine, item.row, self.clock.now())
+                self._rows.discard(item.row)
+        else:
+            await self._park(item, reason, behind=None)
+        self._finish(item, reason)
+        return reason, limited
+
+    async def _park(self, item: Item, reason: str, *, behind: int | None) -> None:
+        now = self.clock.now()
+        if item.row is not None:
+            await self.offload(outbox.retry_later, self.engine, item.row, reason, now, behind=behind)
+            self._rows.discard(item.row)
+        else:  # marked as this transport's, so the retry comes back to it only
+            await self.offload(outbox.park, self.engine, replace(item.action, service=self.service), reason, now,
+                               item.tried)
         self.parked += 1
-        log.warning("%s: parked %s for later (%s)", self.name, action.text.key, error)
+        log.warning("%s: parked %s for later (%s)", self.name, item.action.text.key, reason)
 
-    def posted(self, order_id: int | None) -> None:
-        """A card went out: its edits may follow."""
-        self.unposted.discard(order_id or 0)
+    @staticmethod
+    def _finish(item: Item, reason: str | None) -> None:
+        if item.done is not None and not item.done.done():
+            item.done.set_result(reason)
+
+    async def _renew(self) -> None:
+        while self._rows:
+            await asyncio.sleep(RENEW_EVERY)
+            with contextlib.suppress(Exception):
+                await self.offload(outbox.renew, self.engine, sorted(self._rows), self.owner, self.clock.now())

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from bot.settings import Settings, SettingsError
 from bot.transport import Transport
 from bot.wiring import configure_logging, open_core
+from handlers import outbox
 from handlers.protocol import Kind, Outgoing
-from handlers.router import Linli
+from handlers.router import Linli, Queued
 from scheduler.runner import SweepRunner
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,9 @@ def transports(core: Linli, settings: Settings, *, webhook: str | None, listen: 
     return found
 
 
-def route(core: Linli, running: list[Transport]):  # type: ignore[no-untyped-def]
-    """Deliver each action through the transport of its service; a direct message through the first
-    service the person has an account on (the order's own service first)."""
+def _owners(core: Linli, running: list[Transport]) -> Callable[[list[Outgoing]], Awaitable[list[str]]]:
+    """The service that carries each action: its own; a direct message goes through the first service the
+    person has an account on (the order's own service first); "" for every service (a card edit)."""
 
     def owner(action: Outgoing) -> str:
         if action.kind is not Kind.DIRECT:
@@ -56,15 +58,51 @@ def route(core: Linli, running: list[Transport]):  # type: ignore[no-untyped-def
         services += [t.service for t in running if t.service not in services]
         return next((s for s in services if (c := core.contact(action.person_id or 0, s)) and c.external_id), "")
 
+    async def owners(actions: list[Outgoing]) -> list[str]:
+        if not any(action.kind is Kind.DIRECT for action in actions):
+            return [action.service for action in actions]
+        return await core.call(lambda: [owner(action) for action in actions])
+
+    return owners
+
+
+def _takes(transport: Transport, service: str, action: Outgoing) -> bool:
+    return service in ("", transport.service) and (action.kind is not Kind.DIRECT or service == transport.service)
+
+
+def route(core: Linli, running: list[Transport]) -> Callable[[list[Outgoing]], Awaitable[None]]:
+    """What the scheduler hands back from the outbox goes to the lanes of its service's transport (which
+    mark each row sent as it goes); it does not wait for them."""
+    owners = _owners(core, running)
+
     async def deliver(actions: list[Outgoing]) -> None:
-        chosen = await core.call(lambda: [(owner(action), action) for action in actions])
+        chosen = list(zip(await owners(actions), actions, strict=True))
         for transport in running:
-            mine = [a for service, a in chosen if service in ("", transport.service) and
-                    (a.kind is not Kind.DIRECT or service == transport.service)]
+            mine = [action for service, action in chosen if _takes(transport, service, action)]
             if mine:
-                await transport.deliver(mine)
+                await transport.deliver(mine, wait=False)
 
     return deliver
+
+
+def route_queued(core: Linli, running: list[Transport]) -> Callable[[list[Queued]], Awaitable[list[Queued]]]:
+    """What the core queued while handling an update goes to the lanes of its service's transport; a row no
+    transport can carry (a direct message to someone with no account anywhere) is done with."""
+    owners = _owners(core, running)
+
+    async def dispatch(queued: list[Queued]) -> list[Queued]:
+        chosen = list(zip(await owners([action for _, action in queued]), queued, strict=True))
+        for transport in running:
+            mine = [item for service, item in chosen if _takes(transport, service, item[1])]
+            if mine:
+                await transport.post_queued(mine)
+        nowhere = [item for service, item in chosen if not any(_takes(t, service, item[1]) for t in running)]
+        rows = [row for row, _ in nowhere if row is not None]
+        if rows:
+            await core.call(outbox.settle, core.engine, rows, core.clock.now())
+        return nowhere
+
+    return dispatch
 
 
 def offer_owner_code(core: Linli) -> None:
@@ -97,11 +135,13 @@ async def _serve(core: Linli, settings: Settings, running: list[Transport]) -> N
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await core.warm_up()  # the triage model loads on the worker, not on the first resident's message
+    dispatch = route_queued(core, running)
     for transport in running:
+        transport.dispatch = dispatch
         await transport.start()
         log.info("%s transport started", transport.service)
     sweeper = SweepRunner(core.engine, core.community, core.clock, route(core, running),
-                          every=settings.sweep_seconds, offload=core.call)
+                          every=settings.sweep_seconds, offload=core.call, owner=core.owner)
     sweeper.start()
     try:
         await stop.wait()

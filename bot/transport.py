@@ -1,9 +1,11 @@
 """The one base every chat service stands on (Telegram, Matrix, the console), as opsdroid's connectors do.
 
 A transport is the translation between its service's payloads and Linli's `Incoming` / `Outgoing`, and
-little else. What every service needs lives here once: the core awaited on its worker thread, in-order
-delivery with parking in the outbox (`bot/delivery.py`), connecting with growing pauses, and a store
-for what a transport keeps across restarts, with secrets (access tokens) kept apart from ordinary state.
+little else. What every service needs lives here once: updates stored in the inbox before they are
+acknowledged and handled in order per chat (`bot/inbox.py`), the core awaited on its worker thread, what
+it says queued in the outbox and posted in per-chat lanes with parking (`bot/delivery.py`), connecting
+with growing pauses, and a store for what a transport keeps across restarts, with secrets (access
+tokens) kept apart from ordinary state.
 A new chat service is one module with a subclass of `Transport` and its settings.
 """
 
@@ -17,10 +19,12 @@ from typing import ClassVar
 
 from sqlalchemy import Engine
 
-from bot.delivery import InOrder
+from bot.delivery import Item, Lanes
+from bot.inbox import InboxLanes
 from bot.settings import SettingsError
-from handlers.protocol import Outgoing
-from handlers.router import Linli
+from handlers.inbox import Stored
+from handlers.protocol import Incoming, Kind, Outgoing
+from handlers.router import Linli, Queued
 from storage.db import session
 from storage.models import Memo
 
@@ -73,7 +77,11 @@ class Transport(ABC):
         self.engine = core.engine
         self.state = TransportState(core.engine, self.service)
         self.secrets = TransportState(core.engine, self.service, secret=True)
-        self.outbound = InOrder(self.service, core.engine, core.clock, name=self.title, offload=core.call)
+        self.outbound = Lanes(self.service, core.engine, core.clock, self.carrier, name=self.title, owner=core.owner,
+                              offload=core.call, dropped=self.dropped, kept=self.kept)
+        self.inbound = InboxLanes(self.service, core.engine, core.clock, self.take, owner=core.owner,
+                                  offload=core.call, name=self.title)
+        self.dispatch: Callable[[list[Queued]], Awaitable[list[Queued]]] = self.post_queued
         self.stopping = asyncio.Event()
 
     @abstractmethod
@@ -90,11 +98,40 @@ class Transport(ABC):
         """What carries one batch of actions: `carry`, unless a service keeps state per batch."""
         return self.carry
 
-    async def deliver(self, actions: list[Outgoing]) -> None:
-        """Carry out this service's actions in order; what cannot go now waits in the outbox."""
+    async def take(self, update: Stored) -> None:
+        """Handle one update from the inbox: translate it and hand it to the core (`handle`)."""
+        raise NotImplementedError(f"{self.title} does not read its updates from the inbox")
+
+    async def handle(self, incoming: Incoming, update: Stored | None, *, wait: bool = False) -> list[Outgoing]:
+        """The core handles a stored update: in one transaction it stores the change, marks the update handled
+        and queues what to say, which goes to its lanes now (`wait`: and has gone, or was parked, when this
+        returns). Returns what is not kept (a press's alerts)."""
+        queued = await self.core.call(self.core.take, incoming, update.id if update else None, self.core.owner)
+        kept = [(row, action) for row, action in queued if row is not None]
+        if wait:
+            mine = [(row, a) for row, a in kept if a.service in ("", self.service) and a.kind is not Kind.DIRECT]
+            await self.dispatch([item for item in kept if item not in mine])
+            await self.outbound.run_items([Item(action, row) for row, action in mine])
+        else:
+            await self.dispatch(kept)
+        return [action for row, action in queued if row is None]
+
+    async def post_queued(self, queued: list[Queued]) -> list[Queued]:
+        """Queue actions kept in the outbox in this transport's lanes; returns those for another service."""
+        mine = [(row, action) for row, action in queued if action.service in ("", self.service)]
+        self.outbound.submit(Item(action, row) for row, action in mine)
+        return [(row, action) for row, action in queued if action.service not in ("", self.service)]
+
+    async def deliver(self, actions: list[Outgoing], *, wait: bool = True) -> None:
+        """Carry out this service's actions in order; what cannot go now waits in the outbox. Without `wait`,
+        they join their lanes and this returns at once (the scheduler's rows, marked sent as they go)."""
         mine = [action for action in actions if action.service in ("", self.service)]
-        if mine:
-            await self.outbound.run(mine, self.carrier(), dropped=self.dropped, kept=self.kept)
+        if not mine:
+            return
+        if wait:
+            await self.outbound.run(mine)
+        else:
+            self.outbound.submit(self.outbound.items(mine))
 
     @property
     def parked(self) -> int:

@@ -285,15 +285,15 @@ def post_card(turn: Turn, order: Order, *, filed: bool = False) -> None:
 
 
 def update_card(turn: Turn, order: Order) -> None:
-    turn.out.append(
-        Outgoing(
-            Kind.UPDATE_CARD,
-            card_text(turn.db, order, turn.community.tz, turn.now),
-            lang=turn.chat_lang,
-            order_id=order.id,
-            buttons=card_buttons(order),
-        )
-    )
+    turn.out.append(card_update(turn.db, order, card_text(turn.db, order, turn.community.tz, turn.now),
+                                turn.chat_lang))
+
+
+def card_update(db: Session, order: Order, card: Text, lang: str) -> Outgoing:
+    """Edit the order's cards where they stand. It goes in its chat's lane, so it never overtakes the card."""
+    home = db.get(Chat, order.chat_id) if order.chat_id else None
+    return Outgoing(Kind.UPDATE_CARD, card, lang=lang, chat_id=home.external_id if home else "", order_id=order.id,
+                    buttons=card_buttons(order))
 
 
 def tell_chat(

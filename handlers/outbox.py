@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, insert, or_, update
 from sqlmodel import Session, col, select
 
+from handlers import leases
 from handlers.protocol import Outgoing, from_json, to_json
 from storage.db import session
 from storage.models import Outbox
@@ -28,25 +29,49 @@ FIRST_PAUSE = timedelta(seconds=5)
 LEASE = timedelta(seconds=60)
 
 
-def put(db: Session, actions: list[Outgoing], now: datetime) -> None:
-    """Queue actions inside the caller's transaction: they are sent only if the transaction commits."""
-    if actions:
-        rows = [{"service": a.service, "payload": to_json(a), "next_at": now, "created_at": now, "attempts": 0,
-                 "given_up": False} for a in actions]
-        db.connection().execute(insert(Outbox.__table__), rows)  # type: ignore[attr-defined]
+def put(db: Session, actions: list[Outgoing], now: datetime, *, owner: str | None = None,
+        lease: timedelta = LEASE) -> list[int]:
+    """Queue actions inside the caller's transaction: they are sent only if the transaction commits.
+    With `owner`, the rows are leased to that process from the start (it posts them itself right away)."""
+    if not actions:
+        return []
+    rows = [{"service": a.service, "payload": to_json(a), "next_at": now, "created_at": now, "attempts": 0,
+             "given_up": False, "claimed_by": owner, "claimed_until": now + lease if owner else None}
+            for a in actions]
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    if owner is None:
+        db.connection().execute(insert(table), rows)
+        return []
+    found = db.connection().execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    return [row_id for (row_id,) in found]
 
 
-# The actions being handed back from the outbox right now: their rows and how often each was tried. A
-# transport that parks one again continues its count, so an action that always fails is given up in the
+class Taken:
+    """Actions being handed back from the outbox right now: their rows, how often each was tried, and which
+    rows a transport adopted (it marks them sent or parks them itself, one by one)."""
+
+    def __init__(self, rows: list[tuple[int, Outgoing, int]]) -> None:
+        self.rows = tuple(rows)
+        self.adopted: set[int] = set()
+
+
+# A transport that parks one again continues its count, so an action that always fails is given up in the
 # end; one that goes out is marked sent at once, so a crash later in the batch does not send it again.
-_retrying: ContextVar[tuple[tuple[int, Outgoing, int], ...]] = ContextVar("retrying", default=())
+_retrying: ContextVar[Taken | None] = ContextVar("retrying", default=None)
 
 
-def taken_row(action: Outgoing) -> tuple[int, int] | None:
+def taken_row(action: Outgoing, *, adopt: bool = False) -> tuple[int, int] | None:
     """The outbox row and earlier attempts of an action being handed back now, if it is one. Read it on the
-    event loop, where the delivery runs: a worker thread does not see the delivery's context."""
-    return next(((row_id, tried) for row_id, earlier, tried in _retrying.get()
-                 if replace(earlier, service=action.service) == action), None)
+    event loop, where the delivery runs: a worker thread does not see the delivery's context. `adopt`: the
+    caller settles that row itself."""
+    taken = _retrying.get()
+    if taken is None:
+        return None
+    found = next(((row_id, tried) for row_id, earlier, tried in taken.rows
+                  if replace(earlier, service=action.service) == action), None)
+    if found is not None and adopt:
+        taken.adopted.add(found[0])
+    return found
 
 
 def mark_sent(engine: Engine, row_id: int, now: datetime, lease: timedelta = LEASE) -> None:
@@ -67,8 +92,9 @@ def park(engine: Engine, action: Outgoing, error: str, now: datetime, tried: int
     """A transport could not send `action`: keep it and try again after a pause that doubles each time.
     `tried`: how often it was tried before, when it came from the outbox (see `taken_row`)."""
     if tried is None:
-        tried = next((n for _, earlier, n in _retrying.get() if replace(earlier, service=action.service) == action),
-                     None)
+        taken = _retrying.get()
+        tried = next((n for _, earlier, n in taken.rows if replace(earlier, service=action.service) == action),
+                     None) if taken else None
     attempts = 0 if tried is None else tried + 1
     with session(engine) as db:
         row = Outbox(service=action.service, payload=to_json(action), attempts=attempts,
@@ -82,25 +108,75 @@ def park(engine: Engine, action: Outgoing, error: str, now: datetime, tried: int
 
 
 @contextmanager
-def retrying(taken: list[tuple[int, Outgoing, int]]) -> Iterator[None]:
+def retrying(taken: list[tuple[int, Outgoing, int]]) -> Iterator[Taken]:
     """While delivering actions taken from the outbox, remember how often each was tried."""
-    token = _retrying.set(tuple(taken))
+    current = Taken(taken)
+    token = _retrying.set(current)
     try:
-        yield
+        yield current
     finally:
         _retrying.reset(token)
+
+
+def retry_later(engine: Engine, row_id: int, error: str, now: datetime, *, behind: int | None = None) -> datetime:
+    """A leased row could not be posted: it waits twice as long as the last time (given up in the end).
+    `behind`: a row that only waits behind another one of its lane; it keeps its count and comes back
+    with that one. Returns when it is due again."""
+    with session(engine) as db:
+        row = db.get(Outbox, row_id)
+        if row is None or row.sent_at is not None:
+            return now
+        if behind is None:
+            row.attempts += 1
+            row.given_up = row.attempts >= MAX_ATTEMPTS
+            row.next_at = now + FIRST_PAUSE * (2**row.attempts)
+            if row.given_up:
+                log.error("gave up on %s after %s attempts: %s", row.payload.get("text", {}).get("key"),
+                          row.attempts, error)
+        else:
+            ahead = db.get(Outbox, behind)
+            row.next_at = max(row.next_at, ahead.next_at if ahead else now)
+        row.error = error[:500]
+        row.claimed_by, row.claimed_until = None, None
+        db.add(row)
+        db.commit()
+        return row.next_at
+
+
+def renew(engine: Engine, row_ids: list[int], owner: str, now: datetime, lease: timedelta = LEASE) -> None:
+    """A process still busy posting these rows keeps its lease on them."""
+    if row_ids:
+        with session(engine) as db:
+            db.execute(update(Outbox).where(col(Outbox.id).in_(row_ids), col(Outbox.claimed_by) == owner,
+                                            col(Outbox.sent_at).is_(None)).values(claimed_until=now + lease))
+            db.commit()
+
+
+def release(engine: Engine, row_ids: list[int], owner: str) -> None:
+    """A process stopping hands its unsent rows back at once, instead of when the lease runs out."""
+    if row_ids:
+        with session(engine) as db:
+            db.execute(update(Outbox).where(col(Outbox.id).in_(row_ids), col(Outbox.claimed_by) == owner,
+                                            col(Outbox.sent_at).is_(None)).values(claimed_by=None,
+                                                                                  claimed_until=None))
+            db.commit()
 
 
 def claim(engine: Engine, owner: str, now: datetime, *, lease: timedelta = LEASE,
           limit: int = 200) -> list[tuple[int, Outgoing, int]]:
     """Take the actions that are due for `owner` to deliver. Another instance skips them until the lease
-    runs out, so a process killed mid-delivery loses nothing: its rows are taken over. Each comes with the
+    runs out (at once when it was held by a process of this machine that is gone), so a process killed
+    mid-delivery loses nothing: its rows are taken over. Each comes with the
     number of times it was tried before."""
     with session(engine) as db:
+        holders = db.exec(select(Outbox.claimed_by).distinct().where(
+            col(Outbox.sent_at).is_(None), col(Outbox.claimed_by).is_not(None), col(Outbox.claimed_until) >= now))
+        dead = [holder for holder in holders if holder != owner and leases.gone(holder)]
         query = (
             select(Outbox)
             .where(col(Outbox.sent_at).is_(None), col(Outbox.given_up).is_(False), Outbox.next_at <= now,
-                   or_(col(Outbox.claimed_until).is_(None), col(Outbox.claimed_until) < now))
+                   or_(col(Outbox.claimed_until).is_(None), col(Outbox.claimed_until) < now,
+                       col(Outbox.claimed_by).in_(dead)))
             .order_by(col(Outbox.id))
             .limit(limit)
         )

@@ -8,7 +8,7 @@ import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -16,7 +16,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from handlers import dispatch, escalation, intake, ownership, queries, rating, relabel, work
+from handlers import dispatch, escalation, inbox, intake, leases, outbox, ownership, queries, rating, relabel, work
 from handlers.buttons import Verb, read_press
 from handlers.clock import Clock
 from handlers.commands import Command, parse
@@ -33,10 +33,19 @@ from storage.models import MessageLink, Order, Person
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Queued = tuple[int | None, Outgoing]  # an action and its outbox row (None: not kept, a press's alert)
 _SCORE = re.compile(r"[0-9]{1,3}")  # stars as typed; "②" or "²" are words, not numbers
 _WORD = re.compile(r"[A-Za-z][a-z]{2,}[,.!?]*")  # an English word; codes (YG-A-3, LINLI-7KQ3), ids, "en" do not say
 MAX_TEXT = 64_000  # longer messages are kept up to this many characters
 DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """Where a handled update's results go: the inbox row to mark, the process that posts what is queued."""
+
+    inbox_id: int | None
+    owner: str
 
 
 class Linli:
@@ -52,6 +61,7 @@ class Linli:
             self.community: Community = apply_roster(db, config)
         self.directory = Directory(self.community.unsorted_grid_id)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linli-core")  # one, as SQLite wants
+        self.owner = leases.new_owner()  # this process, as the holder of leases on outbox rows and lanes
 
     def add_bot_names(self, *names: str) -> None:
         """Names the bot also answers to, learnt when a transport logs in (the bot's @username):
@@ -62,6 +72,17 @@ class Linli:
 
     # --- messages in ---------------------------------------------------------------------
     def handle(self, incoming: Incoming) -> list[Outgoing]:
+        """One message or press in, what to say back: for a caller that posts it at once (the console)."""
+        return [action for _, action in self._handle(incoming, None)]
+
+    def take(self, incoming: Incoming, inbox_id: int | None, owner: str) -> list[Queued]:
+        """One stored update in. In the transaction that stores what it changed, the update is marked handled
+        and what to say is queued in the outbox, leased to `owner` who posts it now: a crash loses neither.
+        Each action comes with its outbox row; alerts (a press's answer, which cannot outlive it) with None.
+        An update that changed nothing (chatter, a second delivery) is left for `inbox.handled`."""
+        return self._handle(incoming, Keep(inbox_id, owner))
+
+    def _handle(self, incoming: Incoming, keep: Keep | None) -> list[Queued]:
         text, name = whole(incoming.text), whole(incoming.sender_name)  # the same objects when nothing is broken
         title = whole(incoming.chat_title) if incoming.chat_title else incoming.chat_title
         if text is not incoming.text or name is not incoming.sender_name or title is not incoming.chat_title:
@@ -83,8 +104,12 @@ class Linli:
                 ):
                     self._roll_back(db)
                     return []
+                queued = self._keep(db, keep, shield(turn.out), now)
+                if queued is None:  # another process handled this update meanwhile
+                    self._roll_back(db)
+                    return []
                 db.commit()
-                turn.out = shield(turn.out)
+                return queued
             except IntegrityError:
                 self._roll_back(db)
                 if incoming.message_id and repo.was_delivered(db, incoming.service, incoming.chat_id,
@@ -92,12 +117,27 @@ class Linli:
                     log.info("dropped a duplicate delivery of %s", incoming.message_id)
                     return []
                 log.exception("could not store what %r asked for", incoming)  # not a duplicate: say so
-                return [_sorry(incoming, turn.lang)]
             except Exception:
                 self._roll_back(db)
                 log.exception("could not handle %r", incoming)
-                return [_sorry(incoming, turn.lang)]
-        return turn.out
+            return self._keep_now(keep, [_sorry(incoming, turn.lang)], now)
+
+    @staticmethod
+    def _keep(db: Session, keep: Keep | None, actions: list[Outgoing], now: datetime) -> list[Queued] | None:
+        """Queue what to say in the outbox and mark the update handled, in the caller's transaction."""
+        if keep is None:
+            return [(None, action) for action in actions]
+        if keep.inbox_id is not None and not inbox.mark_handled(db, keep.inbox_id, now):
+            return None
+        kept = [action for action in actions if action.kind is not Kind.ALERT]
+        rows = iter(outbox.put(db, kept, now, owner=keep.owner))
+        return [(None if action.kind is Kind.ALERT else next(rows), action) for action in actions]
+
+    def _keep_now(self, keep: Keep | None, actions: list[Outgoing], now: datetime) -> list[Queued]:
+        with session(self.engine) as db:
+            queued = self._keep(db, keep, actions, now) or []
+            db.commit()
+            return queued
 
     def _roll_back(self, db: Session) -> None:
         db.rollback()

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
-from handlers import outbox
+from handlers import leases, outbox
 from handlers.clock import Clock
 from handlers.turn import Community
 from scheduler.sweep import Deliver, Offload, deliver_due, inline, sweep
@@ -34,7 +31,8 @@ class SweepRunner:
     """Runs the sweep every `every` seconds on an asyncio loop; a slow run is never doubled."""
 
     def __init__(self, engine: Engine, community: Community, clock: Clock, deliver: Deliver,
-                 every: float = 15.0, lease: timedelta = outbox.LEASE, offload: Offload = inline) -> None:
+                 every: float = 15.0, lease: timedelta = outbox.LEASE, offload: Offload = inline,
+                 owner: str | None = None) -> None:
         self.engine = engine
         self.community = community
         self.clock = clock
@@ -42,7 +40,7 @@ class SweepRunner:
         self.every = every
         self.lease = lease
         self.offload = offload  # `linli run` passes the core's worker thread: the sweep never runs on the loop
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"  # who holds a lease
+        self.owner = owner or leases.new_owner()  # who holds a lease
         self.runs = 0
         self._ran = asyncio.Condition()
         self._scheduler: AsyncIOScheduler | None = None

@@ -149,8 +149,7 @@ def _act(seen: _Seen, community: Community, reminder: Reminder, order: Order, no
 
 
 def _card(db: Session, community: Community, order: Order, lang: str, now: datetime) -> Outgoing:
-    card = orders.card_text(db, order, community.tz, now)
-    return Outgoing(Kind.UPDATE_CARD, card, lang=lang, order_id=order.id, buttons=orders.card_buttons(order))
+    return orders.card_update(db, order, orders.card_text(db, order, community.tz, now), lang)
 
 
 def _catch_up(db: Session, community: Community, missed: dict[int, list[tuple[Reminder, Order]]],
@@ -203,11 +202,12 @@ async def deliver_due(engine: Engine, owner: str, now: datetime, deliver: Delive
     if not taken:
         return 0
     ids = [row_id for row_id, _, _ in taken]
-    try:
-        with outbox.retrying(taken):
+    with outbox.retrying(taken) as handed:
+        try:
             await deliver([action for _, action, _ in taken])
-    except Exception as error:
-        await offload(outbox.settle, engine, ids, now, error=repr(error))
-        raise
-    await offload(outbox.settle, engine, ids, now)
+        except Exception as error:
+            await offload(outbox.settle, engine, [i for i in ids if i not in handed.adopted], now, error=repr(error))
+            raise
+    # rows a transport adopted are marked sent or parked by it, one by one, when they go (or cannot)
+    await offload(outbox.settle, engine, [i for i in ids if i not in handed.adopted], now)
     return len(taken)

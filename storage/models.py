@@ -255,6 +255,32 @@ class Memo(SQLModel, table=True):
     value: str
 
 
+class Inbox(SQLModel, table=True):
+    """Updates as a chat service sent them, stored before the service is told they arrived.
+
+    Each is handled once (its `handled_at` is set in the transaction that stores what it changed), in
+    the order received within its lane (one chat), so a restart finishes what a crash interrupted."""
+
+    __table_args__ = (UniqueConstraint("service", "key"), Index("ix_inbox_waiting", "handled_at", "service", "lane"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    service: str = Field(max_length=16)
+    key: str = Field(max_length=255)  # the service's own id of the update: a second delivery finds it
+    lane: str = Field(max_length=255)  # the chat it belongs to: updates of one lane are handled in order
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime
+    handled_at: datetime | None = None
+
+
+class LaneLease(SQLModel, table=True):
+    """Which process handles a lane's updates now, when several `linli run` share one database."""
+
+    service: str = Field(max_length=16, primary_key=True)
+    lane: str = Field(max_length=255, primary_key=True)
+    owner: str = Field(max_length=64)
+    until: datetime
+
+
 class Outbox(SQLModel, table=True):
     """Actions a transport could not send yet: kept here and tried again, so nothing is lost."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bot.delivery import lanes as _lanes
+from bot.delivery import lane_of
 from bot.matrix.events import (
     Choice,
     Me,
@@ -192,7 +192,9 @@ def test_small_helpers() -> None:
     assert _same_account("@linli:example.org", "linli") and not _same_account("@linli:example.org", "other")
     assert default_media_dir("sqlite:////srv/linli/linli.db") == Path("/srv/linli/linli-media")
     direct = Outgoing(Kind.DIRECT, Text("x"), person_id=5, order_id=2)
-    assert _lanes(direct) == {"person:5", "order:2"}
+    assert lane_of(direct) == "person:5"
+    assert lane_of(Outgoing(Kind.UPDATE_CARD, Text("x"), chat_id="!room", order_id=2)) == "chat:!room"
+    assert lane_of(Outgoing(Kind.UPDATE_CARD, Text("x"), order_id=2)) == "order:2"
 
     class Ev:
         def __init__(self, source: dict) -> None:

@@ -52,7 +52,7 @@ async def test_each_action_of_a_batch_is_marked_sent_as_it_goes(hood: Neighbourh
     """A crash in the middle of a batch: what already went out is not sent again after the restart."""
     from datetime import timedelta
 
-    from bot.delivery import InOrder
+    from bot.delivery import Lanes
     from scheduler.sweep import deliver_due
     from storage.db import session
 
@@ -70,10 +70,10 @@ async def test_each_action_of_a_batch_is_marked_sent_as_it_goes(hood: Neighbourh
             raise Crash
         carried.append(action.chat_id)
 
-    lane = InOrder("telegram", hood.engine, hood.clock, name="Test")
+    lanes = Lanes("telegram", hood.engine, hood.clock, lambda: carry, name="Test")
 
     async def deliver(batch: list[Outgoing]) -> None:
-        await lane.run(batch, carry)
+        await lanes.run(batch)
 
     with pytest.raises(Crash):
         await deliver_due(hood.engine, "first", hood.clock.now(), deliver)
@@ -91,19 +91,19 @@ async def test_parking_on_the_worker_thread_still_counts_the_tries(hood: Neighbo
     """Parking runs on the core's worker; the count of tries must still reach it, or nothing is given up."""
     from datetime import timedelta
 
-    from bot.delivery import InOrder, Undeliverable
+    from bot.delivery import Lanes, Undeliverable
     from storage.db import session
 
     with session(hood.engine) as db:
         outbox.put(db, [Outgoing(Kind.SEND, Text("help"), service="telegram", chat_id="-100")], hood.clock.now())
         db.commit()
-    lane = InOrder("telegram", hood.engine, hood.clock, name="Test", offload=hood.core.call)
-
     async def never(action: Outgoing) -> None:
         raise Undeliverable("network down")
 
+    lanes = Lanes("telegram", hood.engine, hood.clock, lambda: never, name="Test", offload=hood.core.call)
+
     async def deliver(batch: list[Outgoing]) -> None:
-        await lane.run(batch, never)
+        await lanes.run(batch)
 
     for _ in range(outbox.MAX_ATTEMPTS + 2):
         hood.clock.advance(hours=12)

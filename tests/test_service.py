@@ -17,7 +17,7 @@ class Recording:
 
     async def stop(self) -> None: ...
 
-    async def deliver(self, actions: list[Outgoing]) -> None:
+    async def deliver(self, actions: list[Outgoing], *, wait: bool = True) -> None:
         self.got.extend(actions)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 from pydantic import SecretStr
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.settings import Settings
 from bot.telegram import LoginFailed, TelegramTransport
@@ -131,6 +131,8 @@ class Town:
         transport = self.transport
         await self.tg.wait_until(lambda: not self.tg.pending_updates and transport.received == transport.finished,
                                  timeout=WAIT, what="every update fetched and done with")
+        await asyncio.wait_for(transport.inbound.idle(), WAIT)
+        await asyncio.wait_for(transport.outbound.idle(), WAIT)  # and everything it had to say posted
 
 
 @contextlib.asynccontextmanager
@@ -514,7 +516,7 @@ async def test_flood_waits_are_honoured_and_what_cannot_go_is_parked(tg: Telegra
         await tg.wait_until(lambda: t.transport is not None and t.transport.parked > 0, timeout=WAIT,
                             what="a parked message")
         with session(t.core.engine) as db:
-            parked = db.exec(select(Outbox).where(Outbox.service == "telegram")).all()
+            parked = db.exec(select(Outbox).where(Outbox.service == "telegram", col(Outbox.sent_at).is_(None))).all()
         assert [row.payload["text"]["key"] for row in parked] == ["assign.done"]
         assert not [m for m in tg.bot_messages(group) if "已派给" in (m.text or "")]
 
@@ -553,13 +555,13 @@ async def test_a_redelivered_update_is_handled_once(tg: TelegramApiServer, tmp_p
         assert t.orders() == 1 and transcript() == before
         assert len([a for a in tg.callback_answers if a.callback_query_id == press]) == 1
 
-        # A restarted transport has forgotten the update ids: the core still knows the messages and the press.
+        # A restarted transport finds the update ids in the inbox: nothing is handled again.
         await t.stop()
         await t.start()
         for update_id in updates:
             tg.redeliver(update_id)
-        await tg.wait_until(lambda: t.transport is not None and t.transport.handled == 3, timeout=WAIT,
-                            what="redeliveries handled")
+        await tg.wait_until(lambda: t.transport is not None and t.transport.duplicates == 3, timeout=WAIT,
+                            what="redeliveries dropped after a restart")
         await t.settle()
         assert t.orders() == 1 and transcript() == before
         assert t.order(1).state == "in_progress"

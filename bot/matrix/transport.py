@@ -45,7 +45,7 @@ from nio import (
 from nio.api import MessageDirection
 from sqlalchemy.engine import make_url
 
-from bot.delivery import Undeliverable
+from bot.delivery import Undeliverable, once_key
 from bot.matrix.events import (
     ADMIN_LEVEL,
     SERVICE,
@@ -131,6 +131,7 @@ class MatrixTransport(Transport):
         self.user: str = settings.matrix_user
         self._password = _secret(settings.matrix_password)
         self._token = _secret(settings.matrix_token)
+        self._txn_prefix = uuid4().hex[:12]  # replaced by the stored one on login
         if not (self._password or self._token):
             raise ValueError("LINLI_MATRIX_PASSWORD or LINLI_MATRIX_TOKEN is needed")
         self.media = MediaStore(self.homeserver, media_dir or default_media_dir(getattr(
@@ -270,6 +271,10 @@ class MatrixTransport(Transport):
         self._remember("user_id", user_id)
         self._remember("device_id", device_id)
         self._remember("access_token", token)
+        self._txn_prefix = self._recall("txn") or ""
+        if not self._txn_prefix:  # one per database: its outbox row ids name transactions of this database only
+            self._txn_prefix = uuid4().hex[:12]
+            self._remember("txn", self._txn_prefix)
         log.info("Matrix: logged in as %s (device %s)", user_id, device_id)
 
     async def _whoami(self) -> WhoamiResponse | None:
@@ -413,7 +418,8 @@ class MatrixTransport(Transport):
             return
         self.handled += 1
         try:
-            await self.deliver(await self.core.handle_async(incoming))
+            # a reaction's answers must go while it is known what was pressed: wait for them
+            await self.deliver(await self.handle(incoming, None, wait=True))
         finally:
             self._pressed.pop(incoming.message_id or "", None)
 
@@ -626,8 +632,6 @@ class MatrixTransport(Transport):
                 await self.core.call(self.core.sent, action, image)
         event_id = await self._send(room_id, message_content(action, reply_to=reply_to, to=to), budget)
         await self.core.call(self.core.sent, action, event_id)
-        if action.kind is Kind.CARD:
-            self.outbound.posted(action.order_id)
         self._keep_buttons(event_id, action)
 
     def _keep_buttons(self, event_id: str, action: Outgoing) -> None:
@@ -667,7 +671,10 @@ class MatrixTransport(Transport):
 
     async def _send(self, room_id: str, content: dict[str, Any], budget: Budget,
                     event_type: str = "m.room.message") -> str:
-        txn = uuid4().hex  # the same transaction id on every try: the homeserver drops repeats
+        # the same transaction id on every try, and for an outbox row posted again after a crash: the
+        # homeserver drops the repeat
+        key = once_key()
+        txn = f"{self._txn_prefix}-{key}" if key else uuid4().hex
         response = await self._call(budget, self._client().room_send, room_id, event_type, content, tx_id=txn)
         assert isinstance(response, RoomSendResponse)
         return response.event_id

@@ -7,12 +7,16 @@ short `answerCallbackQuery` alert; photos go by their Telegram `file_id`; direct
 person's private chat once they have started the bot, and until then a mention in the group asks them
 to.
 
-It runs inside `linli run`'s one asyncio loop: `Application.initialize/start` and the updater's
-`start_polling` or `start_webhook`, never `run_polling`. PTB's `AIORateLimiter` spaces the calls and
-waits out `429 Too Many Requests`; network errors are tried again with backoff; what still cannot go is
-parked in the outbox, and the scheduler hands it back here later. Telegram may deliver an update
-twice: the transport drops an update id it has seen, and the core drops a message or press it has
-handled before, so a restart that receives unconfirmed updates again changes nothing.
+It runs inside `linli run`'s one asyncio loop with PTB's `Application` for the bot and its rate limiter,
+but without PTB's updater: Linli fetches the updates itself (`getUpdates`) and stores them in the inbox
+before it confirms them to Telegram (the next call's offset), and its own webhook endpoint answers 200
+only after the update is stored. Updates are then handled in order per chat, chats side by side
+(`bot/inbox.py`); what the core says is queued in the outbox and posted in per-chat lanes
+(`bot/delivery.py`), so a group waiting out Telegram's 20 messages a minute holds up only itself. PTB's
+`AIORateLimiter` spaces the calls and waits out `429 Too Many Requests`; network errors are tried again
+with backoff; what still cannot go waits in the outbox, and the scheduler hands it back here later.
+Telegram may deliver an update twice: the inbox keeps each update id once, and the core drops a message
+or press it has handled before, so a restart that receives unconfirmed updates again changes nothing.
 """
 
 from __future__ import annotations
@@ -45,13 +49,14 @@ from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
     ChatMigrated,
+    Conflict,
     Forbidden,
     InvalidToken,
     NetworkError,
     RetryAfter,
     TelegramError,
 )
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from bot.delivery import Undeliverable
 from bot.render import TELEGRAM_MENU as COMMANDS
@@ -72,7 +77,9 @@ from bot.telegram.format import (
     press_id,
     user_link,
 )
+from bot.telegram.webhook import WebhookEndpoint
 from bot.transport import LoginFailed, Transport
+from handlers.inbox import Arrival, Stored
 from handlers.protocol import Kind, Outgoing, from_json, to_json
 from handlers.router import Linli
 
@@ -82,7 +89,6 @@ T = TypeVar("T")
 ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
 PRESENT = ("creator", "administrator", "member", "restricted")
 HINTED = frozenset({"help", "usage.status"})  # answers that also say how to let the bot read the group
-SEEN_MAX = 10_000  # update ids remembered to drop a second delivery
 HELD_MAX = 20  # direct messages kept for one person who has not started the bot yet
 STOP_GRACE = 30.0
 
@@ -144,10 +150,12 @@ class TelegramTransport(Transport):
         # what tests and `linli bench` read
         self.handled = 0  # updates handed to the core
         self.duplicates = 0  # updates delivered again and dropped
-        self.received = self.finished = 0  # updates taken in, and those done with (answered, stored, posted)
+        self.received = self.finished = 0  # updates fetched, and those done with (stored, handled, queued)
         self.rate_limited = 0  # 429s that outlasted the rate limiter's retries
         self._online = False  # logged in: calls may go out
-        self._seen: dict[int, None] = {}
+        self._endpoint: WebhookEndpoint | None = None
+        self._polling: asyncio.Task[None] | None = None
+        self._offset: int | None = None  # the first update not stored yet: asking from it confirms the others
         self._admin_cache: dict[int, tuple[float, frozenset[int]]] = {}
         self._blind: set[str] = set()  # groups whose ordinary messages privacy mode hides from the bot
         self._told: set[str] = set()
@@ -203,14 +211,13 @@ class TelegramTransport(Transport):
             .base_url(self.api_url)
             .base_file_url(self.file_url)
             .rate_limiter(limiter)
+            .updater(None)  # Linli fetches the updates itself, to store them before it confirms them
             .job_queue(None)
             .connect_timeout(10)
             .read_timeout(self.request_timeout)
             .write_timeout(self.request_timeout)
             .build()
         )
-        app.add_handler(TypeHandler(Update, self._on_update))
-        app.add_error_handler(self._on_error)
         return app
 
     async def _connect(self) -> None:
@@ -226,17 +233,12 @@ class TelegramTransport(Transport):
         self.core.add_bot_names(bot.username)
         if self.register_commands:
             await self._set_commands()
-        await app.start()
-        try:
-            if self.webhook:
-                await self._start_webhook()
-            else:
-                await app.updater.start_polling(  # type: ignore[union-attr]
-                    poll_interval=0, timeout=int(self.poll_timeout), allowed_updates=list(ALLOWED_UPDATES),
-                    drop_pending_updates=False, error_callback=self._polling_error)
-        except BaseException:
-            await app.stop()
-            raise
+        await self.inbound.recover()  # what a crash or a stop left in the inbox goes first
+        if self.webhook:
+            await self._start_webhook()
+        else:
+            await self._call(lambda: bot.delete_webhook(drop_pending_updates=False))
+            self._polling = asyncio.create_task(self._poll(), name="telegram-poll")
         log.info("Telegram: @%s is %s (privacy mode %s)", bot.username,
                  f"listening for webhooks at {self.webhook}" if self.webhook else "polling",
                  "off" if self.me.reads_all else "on: it reads groups where it is an admin")
@@ -248,31 +250,72 @@ class TelegramTransport(Transport):
             secret = secrets.token_urlsafe(32)  # A–Z a–z 0–9 _ -: what Telegram allows
             self.secrets.put("webhook_secret", secret)
         host, port = self.listen
+        endpoint = WebhookEndpoint(urlsplit(self.webhook).path or "/", secret, self._arrived)
         try:
-            await self._app().updater.start_webhook(  # type: ignore[union-attr]
-                listen=host, port=port, url_path=urlsplit(self.webhook).path.lstrip("/"),
-                webhook_url=self.webhook, secret_token=secret, allowed_updates=list(ALLOWED_UPDATES),
-                drop_pending_updates=False)
+            await endpoint.start(host, port)
         except OSError as error:
             raise SettingsError(f"--listen {host}:{port}: {error.strerror or error}") from None
+        self._endpoint = endpoint
+        bot = self._app().bot
+        await self._call(lambda: bot.set_webhook(self.webhook, secret_token=secret,  # type: ignore[arg-type]
+                                                 allowed_updates=list(ALLOWED_UPDATES), drop_pending_updates=False))
+
+    async def _poll(self) -> None:
+        """Fetch updates, store them, and only then confirm them (the next call's offset): a crash before the
+        store leaves them with Telegram, which sends them again."""
+        bot, pauses = self._app().bot, self.pauses()
+        while not self.stopping.is_set():
+            try:
+                updates = await bot.get_updates(offset=self._offset, timeout=int(self.poll_timeout),
+                                                allowed_updates=list(ALLOWED_UPDATES),
+                                                read_timeout=self.poll_timeout + self.request_timeout)
+                if updates:
+                    await self._arrived([update.to_dict() for update in updates])
+                    self._offset = updates[-1].update_id + 1
+                pauses = self.pauses()
+            except asyncio.CancelledError:
+                raise
+            except InvalidToken:
+                log.error("Telegram: the Bot API no longer accepts the token; stopped fetching updates")
+                return
+            except Exception as error:  # network, Telegram's 5xx, a 409 Conflict, the database: try again
+                pause = next(pauses)
+                level = logging.ERROR if isinstance(error, Conflict) else logging.WARNING
+                log.log(level, "Telegram: fetching updates failed (%s); trying again in %.0f s", error, pause)
+                await self.rest(pause)
+
+    async def _confirm(self) -> None:
+        """On stopping: confirm what is stored, and end the long poll still open at Telegram."""
+        if self._offset is None or self.app is None or not self._online:
+            return
+        with contextlib.suppress(TelegramError, TimeoutError, OSError):
+            await self.app.bot.get_updates(offset=self._offset, timeout=0, limit=1, read_timeout=self.request_timeout,
+                                           allowed_updates=list(ALLOWED_UPDATES))
+
+    async def _arrived(self, updates: list[dict[str, Any]]) -> None:
+        """Store updates in the inbox (then they may be confirmed) and queue them in their chats' lanes."""
+        self.received += len(updates)
+        new = await self.inbound.receive([Arrival(str(u["update_id"]), _lane_of(u), u) for u in updates])
+        self.duplicates += len(updates) - new
+        self.finished += len(updates) - new
 
     async def stop(self) -> None:
-        """Stop receiving, let the updates already received be handled, then close."""
+        """Stop receiving, let the updates already received be handled (for up to `STOP_GRACE` seconds; what
+        is left waits in the inbox and the outbox for the next start), then close."""
         self.stopping.set()
-        if self._task is not None:
-            if not self._task.done():
-                self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        app = self.app
-        if app is not None:
-            try:
-                if app.updater is not None and app.updater.running:
-                    await app.updater.stop()
-                if app.running:
-                    await asyncio.wait_for(app.stop(), STOP_GRACE)
-            except (TelegramError, TimeoutError, RuntimeError) as error:
-                log.warning("Telegram: stopping: %s", error)
+        for task in (self._task, self._polling):
+            if task is not None and not task.done():
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._task, self._polling) if t is not None), return_exceptions=True)
+        self._task = self._polling = None
+        await self._confirm()
+        if self._endpoint is not None:
+            await self._endpoint.stop()
+            self._endpoint = None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.inbound.idle(), STOP_GRACE)
+        await self.inbound.stop()
+        await self.outbound.stop()
         await self._close()
 
     async def _close(self) -> None:
@@ -294,35 +337,21 @@ class TelegramTransport(Transport):
         except TelegramError as error:
             log.warning("Telegram: could not register the command menu: %s", error)
 
-    def _polling_error(self, error: TelegramError) -> None:
-        log.warning("Telegram: polling failed (%s); trying again", error)
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("Telegram: could not handle an update", exc_info=context.error)
-
     # --- updates in --------------------------------------------------------------------------
-    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        self.received += 1
+    async def take(self, stored: Stored) -> None:
+        """One update from the inbox, in its chat's turn."""
         try:
-            await self._take(update)
+            update = Update.de_json(stored.payload, self._app().bot)
+            if update.callback_query is not None:
+                await self._on_press(update.callback_query, stored)
+            elif update.message is not None:
+                await self._on_message(update.message, stored)
+            elif update.my_chat_member is not None:
+                await self._on_membership(update.my_chat_member)
         finally:
             self.finished += 1
 
-    async def _take(self, update: Update) -> None:
-        if update.update_id in self._seen:
-            self.duplicates += 1
-            return
-        self._seen[update.update_id] = None
-        if len(self._seen) > SEEN_MAX:
-            del self._seen[next(iter(self._seen))]
-        if update.callback_query is not None:
-            await self._on_press(update.callback_query)
-        elif update.message is not None:
-            await self._on_message(update.message)
-        elif update.my_chat_member is not None:
-            await self._on_membership(update.my_chat_member)
-
-    async def _on_message(self, message: Message) -> None:
+    async def _on_message(self, message: Message, stored: Stored | None = None) -> None:
         chat, me = message.chat, self._me()
         self._learn(message.from_user)
         group = chat.type in GROUP_TYPES
@@ -334,7 +363,7 @@ class TelegramTransport(Transport):
                                     addressed=await self._answers_the_bot(message))
         if incoming is not None:
             self.handled += 1
-            await self.deliver(await self.core.handle_async(incoming))
+            await self.deliver(await self.handle(incoming, stored))
         if group:
             await self._tell_if_blind(str(chat.id))
         elif incoming is not None and message.from_user is not None:
@@ -349,7 +378,7 @@ class TelegramTransport(Transport):
         return await self.core.call(self.core.order_for_message, SERVICE, str(message.chat.id),
                                     str(reply.message_id)) is None
 
-    async def _on_press(self, query: CallbackQuery) -> None:
+    async def _on_press(self, query: CallbackQuery, stored: Stored | None = None) -> None:
         self._learn(query.from_user)
         key = press_id(query.id)
         message = query.message
@@ -364,11 +393,11 @@ class TelegramTransport(Transport):
         self._pressed[key] = message.message_id
         try:
             self.handled += 1
-            actions = await self.core.handle_async(incoming)
-            alerts = [a for a in actions if a.kind is Kind.ALERT and a.reply_to == key]
+            unkept = await self.handle(incoming, stored)  # what is kept goes in the chat's lane meanwhile
+            alerts = [a for a in unkept if a.kind is Kind.ALERT and a.reply_to == key]
             self._queries.pop(key, None)
-            await self._answer(query, alert_text(alerts))  # answered first: the spinner stops at once
-            await self.deliver([a for a in actions if not (a.kind is Kind.ALERT and a.reply_to == key)])
+            await self._answer(query, alert_text(alerts))
+            await self.deliver([a for a in unkept if not (a.kind is Kind.ALERT and a.reply_to == key)])
         finally:
             if self._queries.pop(key, None) is not None:
                 await self._answer(query, None)
@@ -516,7 +545,6 @@ class TelegramTransport(Transport):
             if shown is not None:
                 await self.core.call(self.core.sent, action, str(shown.message_id))  # replies to it act on the order
                 if short:
-                    self._posted(action)
                     return shown
                 reply = ReplyParameters(shown.message_id, allow_sending_without_reply=True)
         for _ in range(2):
@@ -529,12 +557,7 @@ class TelegramTransport(Transport):
         else:
             raise Undeliverable(f"chat {chat} moved more than once")
         await self.core.call(self.core.sent, action, str(sent.message_id))
-        self._posted(action)
         return sent
-
-    def _posted(self, action: Outgoing) -> None:
-        if action.kind is Kind.CARD:
-            self.outbound.posted(action.order_id)
 
     async def _photo(self, chat_id: int | str, file_id: str, caption: str | None, markup: InlineKeyboardMarkup | None,
                      reply: ReplyParameters | None) -> Message | None:
@@ -678,3 +701,17 @@ class TelegramTransport(Transport):
         return self.me
 
 
+
+
+def _lane_of(update: dict[str, Any]) -> str:
+    """The chat an update belongs to (its lane: updates of one chat are handled in order)."""
+    for kind in ("message", "edited_message", "my_chat_member"):
+        if isinstance(found := update.get(kind), dict) and isinstance(chat := found.get("chat"), dict):
+            return f"chat:{chat.get('id')}"
+    query = update.get("callback_query")
+    if isinstance(query, dict):
+        message = query.get("message")
+        if isinstance(message, dict) and isinstance(chat := message.get("chat"), dict):
+            return f"chat:{chat.get('id')}"
+        return f"user:{(query.get('from') or {}).get('id')}"
+    return "other"

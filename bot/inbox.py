@@ -1,0 +1,151 @@
+"""A transport's way in: updates stored in the inbox first, then handled in order per chat, chats side by side.
+
+`receive` stores a batch of updates (`handlers.inbox`) and returns only then, so the transport acknowledges
+to its service only what is stored. Each update then joins its lane (its chat): a lane handles its updates
+one after another, and lanes run concurrently, so a burst in one group does not hold up another. The core
+itself runs on one worker thread; what a lane waits on (a service call, the worker) lets others go on.
+
+With several processes on one PostgreSQL (webhooks behind a load balancer), a process holds a lane's
+lease while it works on it; updates another process stored are picked up from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import Engine
+
+from handlers import inbox
+from handlers.clock import Clock
+from handlers.inbox import Arrival, Stored
+from scheduler.sweep import Offload, inline
+
+log = logging.getLogger(__name__)
+FLUSH_EVERY = 0.2  # seconds: updates that changed nothing are marked handled together
+LOOK_EVERY = 1.0  # seconds, with several processes: how often to look for updates another one stored
+
+
+class InboxLanes:
+    """One transport's incoming lanes."""
+
+    def __init__(self, service: str, engine: Engine, clock: Clock, handle: Callable[[Stored], Awaitable[None]], *,
+                 owner: str, offload: Offload = inline, name: str = "") -> None:
+        self.service, self.engine, self.clock, self.owner = service, engine, clock, owner
+        self.handle = handle  # the transport's: one stored update, through the core
+        self.offload = offload
+        self.name = name or service
+        self.shared = engine.dialect.name == "postgresql"  # other processes may take updates too
+        self.received = self.handled = 0
+        self._queues: dict[str, deque[Stored]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._known: set[int] = set()  # queued, being handled, or handled and not marked yet
+        self._quiet: list[int] = []  # handled here; the core may not have marked them (they changed nothing)
+        self._flusher: asyncio.Task[None] | None = None
+        self._looker: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def receive(self, arrivals: list[Arrival]) -> int:
+        """Store updates, then queue them in their lanes. Returns how many were new (the others came twice)."""
+        stored = await self.offload(inbox.store_now, self.engine, self.service, arrivals, self.clock.now())
+        self.received += len(stored)
+        self.submit(stored)
+        return len(stored)
+
+    async def recover(self) -> None:
+        """Queue what is still waiting in the inbox (a crash, a restart, another process), oldest first."""
+        self.submit(await self.offload(inbox.waiting, self.engine, self.service))
+        if self.shared and self._looker is None:
+            self._looker = asyncio.create_task(self._look(), name=f"{self.name}-inbox-look")
+
+    def submit(self, stored: list[Stored]) -> None:
+        for update in stored:
+            if update.id in self._known:
+                continue
+            self._known.add(update.id)
+            self._queues.setdefault(update.lane, deque()).append(update)
+            if update.lane not in self._tasks:
+                self._tasks[update.lane] = asyncio.create_task(self._drain(update.lane),
+                                                               name=f"{self.name}-in-{update.lane}")
+                self._idle.clear()
+
+    async def idle(self) -> None:
+        """Until every update received so far is handled (tests, `linli bench`)."""
+        await self._idle.wait()
+        await self._flush()
+
+    async def stop(self) -> None:
+        """Stop handling; what is left waits in the inbox for the next start."""
+        tasks = [*self._tasks.values(), *(t for t in (self._flusher, self._looker) if t is not None)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._queues.clear()
+        self._flusher = self._looker = None
+        await self._flush()
+        self._idle.set()
+
+    # --- a lane ----------------------------------------------------------------------------
+    async def _drain(self, lane: str) -> None:
+        queue = self._queues[lane]
+        try:
+            if self.shared and not await self._hold(lane):
+                for update in queue:  # the process that holds the lane handles them, from the database
+                    self._known.discard(update.id)
+                queue.clear()
+                return
+            while queue:
+                update = queue.popleft()
+                try:
+                    await self.handle(update)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never again: a broken update must not block its chat for good
+                    log.exception("%s: could not handle update %s", self.name, update.id)
+                self.handled += 1
+                self._quiet.append(update.id)
+                if self._flusher is None or self._flusher.done():
+                    self._flusher = asyncio.create_task(self._flush_soon(), name=f"{self.name}-inbox-flush")
+                if not queue and self.shared:
+                    queue.extend(u for u in await self._more(lane, update.id) if u.id not in self._known)
+                    self._known.update(u.id for u in queue)
+        finally:
+            del self._tasks[lane]
+            self._queues.pop(lane, None)
+            if self.shared:
+                with contextlib.suppress(Exception):
+                    await self.offload(inbox.let_go, self.engine, self.service, lane, self.owner)
+            if not self._tasks:
+                self._idle.set()
+
+    async def _hold(self, lane: str) -> bool:
+        return bool(await self.offload(inbox.hold_lane, self.engine, self.service, lane, self.owner,
+                                       self.clock.now()))
+
+    async def _more(self, lane: str, after: int) -> list[Stored]:
+        """Before letting a lane go: what another process stored for it meanwhile."""
+        if not await self._hold(lane):
+            return []
+        return list(await self.offload(inbox.waiting, self.engine, self.service, lane=lane, after=after))
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_EVERY)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        quiet, self._quiet = self._quiet, []
+        if quiet:
+            await self.offload(inbox.handled, self.engine, quiet, self.clock.now())
+            self._known.difference_update(quiet)
+
+    async def _look(self) -> None:
+        while True:
+            await asyncio.sleep(LOOK_EVERY)
+            with contextlib.suppress(Exception):
+                self.submit([u for u in await self.offload(inbox.waiting, self.engine, self.service)
+                             if u.lane not in self._tasks])

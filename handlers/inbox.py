@@ -1,0 +1,128 @@
+"""The inbox: every update a chat service sends is stored here before the service is told it arrived.
+
+A transport stores a batch of updates (`store`) and only then acknowledges it (Telegram's offset, a
+webhook's 200, Matrix's sync token in the same transaction). Processing reads from here: the core marks
+an update handled (`mark_handled`) in the transaction that stores what it changed and queues what to
+say, so a crash either lost nothing of it or finished it. A restart goes on with what is still waiting.
+
+Updates of one lane (one chat) are handled in order by one process at a time: with several processes on
+one database, a process holds a lane's lease (`hold_lane`) while it works on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from handlers import leases
+from storage.db import session
+from storage.models import Inbox, LaneLease
+
+LANE_LEASE = timedelta(seconds=30)
+KEEP = timedelta(days=2)  # handled updates are kept this long: Telegram redelivers unconfirmed ones for 24 h
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """An update as a service sent it: its own id, its lane, and the payload to handle it from."""
+
+    key: str
+    lane: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An update in the inbox, waiting to be handled."""
+
+    id: int
+    lane: str
+    payload: dict[str, Any]
+
+
+def store(db: Session, service: str, arrivals: list[Arrival], now: datetime) -> list[Stored]:
+    """Store updates inside the caller's transaction; one stored before (a second delivery) is skipped.
+    Returns the new ones, in the order given."""
+    if not arrivals:
+        return []
+    rows = [{"service": service, "key": a.key[:255], "lane": a.lane[:255], "payload": a.payload,
+             "received_at": now} for a in arrivals]
+    table = Inbox.__table__  # type: ignore[attr-defined]
+    dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (dialect.insert(table).on_conflict_do_nothing(index_elements=["service", "key"])
+                 .returning(table.c.id, table.c.lane, table.c.payload, sort_by_parameter_order=True))
+    return [Stored(row_id, lane, payload) for row_id, lane, payload in db.connection().execute(statement, rows)]
+
+
+def store_now(engine: Engine, service: str, arrivals: list[Arrival], now: datetime) -> list[Stored]:
+    with session(engine) as db:
+        stored = store(db, service, arrivals, now)
+        db.commit()
+        return stored
+
+
+def mark_handled(db: Session, inbox_id: int, now: datetime) -> bool:
+    """Inside the transaction that stores what the update changed: False if it was handled already."""
+    done = db.execute(update(Inbox).where(col(Inbox.id) == inbox_id, col(Inbox.handled_at).is_(None))
+                      .values(handled_at=now))
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def handled(engine: Engine, inbox_ids: list[int], now: datetime) -> None:
+    """Updates that changed nothing (chatter, a second delivery, a service notice): marked together."""
+    if inbox_ids:
+        with session(engine) as db:
+            db.execute(update(Inbox).where(col(Inbox.id).in_(inbox_ids), col(Inbox.handled_at).is_(None))
+                       .values(handled_at=now))
+            db.commit()
+
+
+def waiting(engine: Engine, service: str, *, lane: str | None = None, after: int = 0,
+            limit: int = 1000) -> list[Stored]:
+    """Updates not handled yet, oldest first: after a restart, or what another process stored."""
+    with session(engine) as db:
+        query = select(Inbox).where(col(Inbox.handled_at).is_(None), Inbox.service == service, col(Inbox.id) > after)
+        if lane is not None:
+            query = query.where(Inbox.lane == lane)
+        rows = db.exec(query.order_by(col(Inbox.id)).limit(limit)).all()
+        return [Stored(row.id or 0, row.lane, row.payload) for row in rows]
+
+
+def hold_lane(engine: Engine, service: str, lane: str, owner: str, now: datetime) -> bool:
+    """Take (or keep) the lease on a lane's updates; False while another live process holds it."""
+    with session(engine) as db:
+        held = db.get(LaneLease, (service, lane), with_for_update=db.get_bind().dialect.name == "postgresql")
+        if held is None:
+            values = {"service": service, "lane": lane, "owner": owner, "until": now + LANE_LEASE}
+            dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
+            table = LaneLease.__table__  # type: ignore[attr-defined]
+            taken = db.execute(dialect.insert(table).on_conflict_do_nothing().values(**values))
+            db.commit()
+            return bool(taken.rowcount)  # type: ignore[attr-defined]
+        if held.owner != owner and held.until >= now and not leases.gone(held.owner):
+            db.rollback()
+            return False
+        held.owner, held.until = owner, now + LANE_LEASE
+        db.add(held)
+        db.commit()
+        return True
+
+
+def let_go(engine: Engine, service: str, lane: str, owner: str) -> None:
+    with session(engine) as db:
+        db.execute(delete(LaneLease).where(LaneLease.service == service, LaneLease.lane == lane,
+                                           LaneLease.owner == owner))
+        db.commit()
+
+
+def prune(engine: Engine, now: datetime) -> int:
+    """Forget handled updates older than `KEEP`."""
+    with session(engine) as db:
+        gone = db.execute(delete(Inbox).where(col(Inbox.handled_at) < now - KEEP))
+        db.commit()
+        return int(gone.rowcount)  # type: ignore[attr-defined]
