@@ -77,11 +77,12 @@ class Lanes:
     """One transport's outbound lanes."""
 
     def __init__(self, service: str, engine: Engine, clock: Clock, carrier: Callable[[], Carry], *, name: str,
-                 owner: str = "", offload: Offload = inline, dropped: tuple[type[Exception], ...] = (),
+                 owner: str = "", offload: Offload = inline, mark: Offload | None = None, dropped: tuple[type[Exception], ...] = (),
                  kept: tuple[type[Exception], ...] = ()) -> None:
         self.service, self.engine, self.clock, self.name, self.owner = service, engine, clock, name, owner
         self.carrier = carrier  # a fresh carry for each run of a lane (Matrix keeps a rate budget per run)
         self.offload = offload  # the core's worker thread: outbox writes off the event loop
+        self.mark = mark or offload  # where "sent" is written: at once, not behind the core's work
         self.dropped, self.kept = dropped, kept  # errors meaning the request is wrong / to park the action for
         self.parked = 0  # actions left in the outbox for a later try
         self.sent = 0
@@ -207,7 +208,7 @@ class Lanes:
         if reason is None:
             self.sent += 1
             if item.row is not None:
-                await self.offload(outbox.mark_sent, self.engine, item.row, self.clock.now())
+                await self.mark(outbox.mark_sent, self.engine, item.row, self.clock.now())
                 self._rows.discard(item.row)
         else:
             await self._park(item, reason, behind=None)

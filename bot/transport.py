@@ -78,7 +78,7 @@ class Transport(ABC):
         self.state = TransportState(core.engine, self.service)
         self.secrets = TransportState(core.engine, self.service, secret=True)
         self.outbound = Lanes(self.service, core.engine, core.clock, self.carrier, name=self.title, owner=core.owner,
-                              offload=core.call, dropped=self.dropped, kept=self.kept)
+                              offload=core.call, mark=core.aside, dropped=self.dropped, kept=self.kept)
         self.inbound = InboxLanes(self.service, core.engine, core.clock, self.take, owner=core.owner,
                                   offload=core.call, name=self.title)
         self.dispatch: Callable[[list[Queued]], Awaitable[list[Queued]]] = self.post_queued
