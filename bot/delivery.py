@@ -77,8 +77,8 @@ class Lanes:
     """One transport's outbound lanes."""
 
     def __init__(self, service: str, engine: Engine, clock: Clock, carrier: Callable[[], Carry], *, name: str,
-                 owner: str = "", offload: Offload = inline, mark: Offload | None = None, dropped: tuple[type[Exception], ...] = (),
-                 kept: tuple[type[Exception], ...] = ()) -> None:
+                 owner: str = "", offload: Offload = inline, mark: Offload | None = None,
+                 dropped: tuple[type[Exception], ...] = (), kept: tuple[type[Exception], ...] = ()) -> None:
         self.service, self.engine, self.clock, self.name, self.owner = service, engine, clock, name, owner
         self.carrier = carrier  # a fresh carry for each run of a lane (Matrix keeps a rate budget per run)
         self.offload = offload  # the core's worker thread: outbox writes off the event loop

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import ClassVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from bot.delivery import Item, Lanes
 from bot.inbox import InboxLanes
@@ -55,6 +56,18 @@ class TransportState:
                 db.commit()
                 return old.value or None
             return row.value if row and row.value else None
+
+    def first(self, key: str, value: str) -> str:
+        """Keep `value` unless a value is kept already (another process's, started at the same moment);
+        returns the one kept."""
+        with session(self.engine) as db:
+            db.add(Memo(service=self.scope, key=key, value=value))
+            try:
+                db.commit()
+                return value
+            except IntegrityError:
+                db.rollback()
+        return self.get(key) or value
 
     def put(self, key: str, value: str) -> None:
         with session(self.engine) as db:

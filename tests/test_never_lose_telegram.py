@@ -32,9 +32,10 @@ START_WAIT = 30.0  # seconds `linli run` may take to poll for the first time
 SETTLE_WAIT = 60.0  # seconds the last `linli run` may take to answer every report of the kill test
 # Telegram's sendMessage has no idempotency key: a card Telegram accepted just before a SIGKILL, before Linli
 # could note that it went out, may honestly be posted again after the restart (the only alternative is to
-# risk losing it). A repeated card is forgiven only then: when a kill came within this many seconds after
-# Telegram accepted the first one. Set it to 0 to demand exactly one card even then.
+# risk losing it). A repeated card is forgiven only then: when Telegram accepted the first one at most this
+# many seconds before a kill, or from the dying process itself. Set it to 0 to demand one card even then.
 IN_FLIGHT = 1.0
+LAST_GASP = 0.5  # seconds after a killed process is reaped in which the server may still log its last request
 CARD = "已登记"
 MARKER = re.compile(r"K\d{3}")  # each report's own tag; the card's title shows it
 NUMBER = re.compile(r"#(\d+)")
@@ -76,7 +77,7 @@ class LinliRun:
         self.cwd = tmp_path
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        self.kills: list[float] = []  # when each stop signal was sent (time.time(), as the server's log)
+        self.kills: list[tuple[float, float]] = []  # (signal sent, process reaped), as time.time() like the server
         self._polls_before = 0
 
     def start(self) -> None:
@@ -110,8 +111,8 @@ class LinliRun:
         process, self.process = self.process, None
         if process is None:
             return
+        sent = time.time()
         if process.poll() is None:
-            self.kills.append(time.time())
             process.send_signal(how)
         try:
             process.wait(30 if how is signal.SIGKILL else 40)
@@ -119,6 +120,7 @@ class LinliRun:
             if process.poll() is None:
                 process.kill()
                 process.wait(30)
+            self.kills.append((sent, time.time()))
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else "(no log)"
@@ -152,13 +154,14 @@ def accepted(tg: TelegramApiServer) -> dict[tuple[int, int], float]:
             if call.ok and call.method in sends and isinstance(call.result, dict)}
 
 
-def in_flight(tg: TelegramApiServer, kills: list[float]) -> Callable[[BotMessage], bool]:
-    """Whether a kill came within IN_FLIGHT seconds after Telegram accepted this message."""
+def in_flight(tg: TelegramApiServer, kills: list[tuple[float, float]]) -> Callable[[BotMessage], bool]:
+    """Whether Telegram accepted this message at most IN_FLIGHT seconds before a kill, or from the process
+    being killed (between the signal and the process's end; the next one starts only after that)."""
     sent = accepted(tg)
 
     def caught(message: BotMessage) -> bool:
         at = sent.get((message.chat_id, message.message_id))
-        return at is not None and any(0 <= kill - at <= IN_FLIGHT for kill in kills)
+        return at is not None and any(signalled - IN_FLIGHT <= at <= reaped + LAST_GASP for signalled, reaped in kills)
 
     return caught
 

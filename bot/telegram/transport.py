@@ -245,10 +245,8 @@ class TelegramTransport(Transport):
 
     async def _start_webhook(self) -> None:
         assert self.webhook and self.listen
-        secret = self.secrets.get("webhook_secret")
-        if not secret:
-            secret = secrets.token_urlsafe(32)  # A–Z a–z 0–9 _ -: what Telegram allows
-            self.secrets.put("webhook_secret", secret)
+        # A–Z a–z 0–9 _ -: what Telegram allows; one for every process taking this bot's webhooks
+        secret = self.secrets.get("webhook_secret") or self.secrets.first("webhook_secret", secrets.token_urlsafe(32))
         host, port = self.listen
         endpoint = WebhookEndpoint(urlsplit(self.webhook).path or "/", secret, self._arrived)
         try:
