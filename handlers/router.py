@@ -83,45 +83,75 @@ class Linli:
         An update that changed nothing (chatter, a second delivery) is left for `inbox.handled`."""
         return self._handle(incoming, Keep(inbox_id, owner))
 
+    def take_many(self, updates: list[tuple[Incoming, int | None]], owner: str) -> list[list[Queued]]:
+        """`take` for several stored updates in one transaction, each in a savepoint of its own (group commit):
+        what one of them breaks is undone alone, and a busy moment costs one commit, not one per update."""
+        return self._handle_all([(incoming, Keep(inbox_id, owner)) for incoming, inbox_id in updates])
+
     def _handle(self, incoming: Incoming, keep: Keep | None) -> list[Queued]:
-        text, name = whole(incoming.text), whole(incoming.sender_name)  # the same objects when nothing is broken
-        title = whole(incoming.chat_title) if incoming.chat_title else incoming.chat_title
-        if text is not incoming.text or name is not incoming.sender_name or title is not incoming.chat_title:
-            incoming = replace(incoming, text=text, sender_name=name, chat_title=title)
+        return self._handle_all([(incoming, keep)])[0]
+
+    def _handle_all(self, batch: list[tuple[Incoming, Keep | None]]) -> list[list[Queued]]:
         now = self.clock.now()
         with session(self.engine) as db:
-            flushed: list[bool] = []  # a query's autoflush empties db.new: count what was written instead
-            event.listen(db, "after_flush", lambda *_: flushed.append(True))
-            turn = self._turn(db, incoming, now)
+            flushes = [0]  # a query's autoflush empties db.new: count what was written instead
+            event.listen(db, "after_flush", lambda *_: flushes.__setitem__(0, flushes[0] + 1))
+            results = [self._one(db, _whole(incoming), keep, now, flushes, nested=len(batch) > 1)
+                       for incoming, keep in batch]
             try:
-                self._route(turn)
-                if not turn.out and not flushed and not (db.new or db.dirty or db.deleted):
-                    db.rollback()  # chatter: nothing to store, nothing to say, nothing to deduplicate
-                    return []
-                # Recorded last, in the same transaction: a second delivery of this message either
-                # waits for the first to commit and then finds it here, or finds it already.
-                if incoming.message_id and not repo.record_delivery(
-                    db, incoming.service, incoming.chat_id, incoming.message_id, now
-                ):
-                    self._roll_back(db)
-                    return []
-                queued = self._keep(db, keep, shield(turn.out), now)
-                if queued is None:  # another process handled this update meanwhile
-                    self._roll_back(db)
-                    return []
                 db.commit()
-                return queued
-            except IntegrityError:
+            except Exception:  # a commit that fails undoes the whole group: each goes again on its own
                 self._roll_back(db)
-                if incoming.message_id and repo.was_delivered(db, incoming.service, incoming.chat_id,
-                                                              incoming.message_id):
-                    log.info("dropped a duplicate delivery of %s", incoming.message_id)
-                    return []
-                log.exception("could not store what %r asked for", incoming)  # not a duplicate: say so
-            except Exception:
-                self._roll_back(db)
-                log.exception("could not handle %r", incoming)
-            return self._keep_now(keep, [_sorry(incoming, turn.lang)], now)
+                if len(batch) == 1:
+                    raise
+                return [self._handle(incoming, keep) for incoming, keep in batch]
+        return results
+
+    def _one(self, db: Session, incoming: Incoming, keep: Keep | None, now: datetime, flushes: list[int], *,
+             nested: bool) -> list[Queued]:
+        """One update, inside the caller's transaction (in a savepoint of it when `nested`)."""
+        savepoint = db.begin_nested() if nested else None
+
+        def undo() -> None:
+            if savepoint is not None:
+                savepoint.rollback()
+            else:
+                db.rollback()
+            self.directory.forget()  # snapshots made in this transaction may name rows that are gone
+
+        flushed_before = flushes[0]
+        turn = self._turn(db, incoming, now)
+        try:
+            self._route(turn)
+            if not turn.out and flushes[0] == flushed_before and not (db.new or db.dirty or db.deleted):
+                undo()  # chatter: nothing to store, nothing to say, nothing to deduplicate
+                return []
+            # Recorded last, in the same transaction: a second delivery of this message either
+            # waits for the first to commit and then finds it here, or finds it already.
+            if incoming.message_id and not repo.record_delivery(
+                db, incoming.service, incoming.chat_id, incoming.message_id, now
+            ):
+                undo()
+                return []
+            queued = self._keep(db, keep, shield(turn.out), now)
+            if queued is None:  # another process handled this update meanwhile
+                undo()
+                return []
+            db.flush()
+            if savepoint is not None:
+                savepoint.commit()
+            return queued
+        except IntegrityError:
+            undo()
+            if incoming.message_id and repo.was_delivered(db, incoming.service, incoming.chat_id,
+                                                          incoming.message_id):
+                log.info("dropped a duplicate delivery of %s", incoming.message_id)
+                return []
+            log.exception("could not store what %r asked for", incoming)  # not a duplicate: say so
+        except Exception:
+            undo()
+            log.exception("could not handle %r", incoming)
+        return self._keep(db, keep, [_sorry(incoming, turn.lang)], now) or []
 
     @staticmethod
     def _keep(db: Session, keep: Keep | None, actions: list[Outgoing], now: datetime) -> list[Queued] | None:
@@ -133,12 +163,6 @@ class Linli:
         kept = [action for action in actions if action.kind is not Kind.ALERT]
         rows = iter(outbox.put(db, kept, now, owner=keep.owner))
         return [(None if action.kind is Kind.ALERT else next(rows), action) for action in actions]
-
-    def _keep_now(self, keep: Keep | None, actions: list[Outgoing], now: datetime) -> list[Queued]:
-        with session(self.engine) as db:
-            queued = self._keep(db, keep, actions, now) or []
-            db.commit()
-            return queued
 
     def _roll_back(self, db: Session) -> None:
         db.rollback()
@@ -382,6 +406,15 @@ _ANSWERS: dict[Verb, Callable[[Turn, int, bool], None]] = {
     Verb.EMERGENCY: intake.answer_emergency,
     Verb.BIND: dispatch.answer_binding,
 }
+
+
+def _whole(incoming: Incoming) -> Incoming:
+    """The message with any broken character (a lone surrogate) made whole; the same object when none is."""
+    text, name = whole(incoming.text), whole(incoming.sender_name)
+    title = whole(incoming.chat_title) if incoming.chat_title else incoming.chat_title
+    if text is not incoming.text or name is not incoming.sender_name or title is not incoming.chat_title:
+        return replace(incoming, text=text, sender_name=name, chat_title=title)
+    return incoming
 
 
 def _first(words: list[str]) -> str | None:

@@ -98,6 +98,7 @@ class Order(SQLModel, table=True):
         Index("ix_order_grid_state", "grid_id", "state"),
         Index("ix_order_team_state", "team_id", "state"),
         Index("ix_order_grid_category", "grid_id", "category", "id"),  # the duplicate finder walks it backwards
+        Index("ix_order_reporter", "reporter_id", "chat_id"),  # a person's report of a moment ago, to add to
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -236,6 +237,8 @@ class Points(SQLModel, table=True):
 
 class Prompt(SQLModel, table=True):
     """A question the bot is waiting on (confirm a report, pick a team): kept here, not in memory."""
+
+    __table_args__ = (Index("ix_prompt_person", "person_id", "kind"),)
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=16)

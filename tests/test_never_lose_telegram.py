@@ -333,7 +333,6 @@ async def test_a_quiet_group_is_not_held_up_by_a_busy_one(tg: TelegramApiServer,
     assert card is not None and quiet_wait is not None and lone.marker in (card.text or ""), (
         f"the quiet group's report got no card within 5 s of its message (the busy group had {busy_cards} of "
         f"its {len(flood)} cards by then, and {stored} of its reports stored)")
-    assert quiet_wait <= 5.0
     assert stored == len(flood), (
         f"only {stored} of the busy group's {len(flood)} reports were stored as work orders within "
         f"{stored_in:.0f} s ({busy_cards} cards posted): taking reports in waits on sending cards out")

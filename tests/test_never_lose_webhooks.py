@@ -203,8 +203,12 @@ class LinliRun:
             process.kill()
             await asyncio.to_thread(process.wait, 30)
 
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else "(no log)"
+    def log_tail(self, lines: int = 40) -> str:
+        """The log's last lines, without the frames of its tracebacks (the whole log stays in tmp_path)."""
+        if not self.log.exists():
+            return "(no log)"
+        kept = [line for line in self.log.read_text(errors="replace").splitlines() if not line.startswith(" ")]
+        return "\n".join(kept[-lines:])
 
 
 # --- reading the world ---------------------------------------------------------------------------------
@@ -224,6 +228,29 @@ def unfinished(database_url: str) -> tuple[int, int]:
         (unsent,) = db.execute(  # type: ignore[misc]
             "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND NOT given_up").fetchone()
         return int(waiting), int(unsent)
+
+
+def inbox_rows(database_url: str) -> list[tuple[int, str, str, Any, Any]]:
+    """(id, key, lane, received_at, handled_at) of every stored update, oldest first."""
+    with psycopg.connect(to_psycopg_dsn(database_url), connect_timeout=10) as db:
+        return db.execute("SELECT id, key, lane, received_at, handled_at FROM inbox ORDER BY id").fetchall()
+
+
+def trail(reports: list[Report], group_index: int, tg: TelegramApiServer, proxy: RoundRobin,
+          rows: list[tuple[int, str, str, Any, Any]]) -> str:
+    """For a group's reports, in the order sent: its update, which process took it from the proxy, its inbox
+    row, and when it was stored and handled, so an out-of-order run can be read from the test's output."""
+    update_of = {MARKER.search(u["message"].get("text", "")).group(0): u["update_id"]  # type: ignore[union-attr]
+                 for u in tg.updates if MARKER.search(u.get("message", {}).get("text", ""))}
+    row_of = {int(key): (row_id, received, handled) for row_id, key, _, received, handled in rows if key.isdigit()}
+    lines = []
+    for report in sorted((r for r in reports if r.group_index == group_index), key=lambda r: r.seq):
+        update_id = update_of.get(report.marker)
+        taken = [f.backend for f in proxy.forwards if f.update_id == update_id and f.status == 200]
+        row_id, received, handled = row_of.get(update_id or -1, (None, None, None))
+        lines.append(f"  {report.marker} update {update_id} taken by {taken} inbox id {row_id} "
+                     f"stored {received and received.time()} handled {handled and handled.time()}")
+    return "\n".join(lines)
 
 
 def cards_in(tg: TelegramApiServer, groups: list[Chat]) -> list[BotMessage]:
@@ -253,7 +280,7 @@ async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float, wha
 
 
 def judge(reports: list[Report], cards: list[BotMessage], orders: list[tuple[int, int, str, str | None]],
-          forgiven: Callable[[BotMessage], bool]) -> list[str]:
+          forgiven: Callable[[BotMessage], bool], disorder: list[int] | None = None) -> list[str]:
     """What an operator would complain about: reports lost, filed twice, carded wrong, or handled out of
     order within their group."""
     expected = {report.marker: report for report in reports}
@@ -283,6 +310,8 @@ def judge(reports: list[Report], cards: list[BotMessage], orders: list[tuple[int
         ids = [(r.marker, stored[r.marker][0][0], stored[r.marker][0][1]) for r in mine]
         if any(a[1] >= b[1] or a[2] >= b[2] for a, b in itertools.pairwise(ids)):
             problems.append(f"OUT OF ORDER in group {g}: (report, order id, #) in the order sent: {ids}")
+            if disorder is not None:
+                disorder.append(g)
     # the groups: one card per report, in the report's own group, every number once
     shown: dict[str, list[BotMessage]] = defaultdict(list)
     for card in cards:
@@ -328,6 +357,8 @@ async def test_two_processes_behind_a_load_balancer_handle_each_update_once_in_o
     a, b = (LinliRun(name, tg, postgres_url, tmp_path) for name in "AB")
     proxy = RoundRobin({"A": a.port, "B": b.port})
     problems: list[str] = []
+    before_kill: dict[str, int] = {}
+    carded_after = 0.0
     await proxy.start()
     try:
         def webhooks_set(count: int, process: LinliRun) -> Callable[[], bool]:
@@ -345,6 +376,7 @@ async def test_two_processes_behind_a_load_balancer_handle_each_update_once_in_o
         assert all(c.ok and c.params.get("url") == proxy.url for c in hooks), [(c.params, c.error) for c in hooks]
         assert hooks[0].params.get("secret_token") == hooks[1].params.get("secret_token"), "one secret for both"
 
+        sending = time.monotonic()
         for report in first_half:
             tg.user_says(report.person, report.group, report.text)
 
@@ -367,6 +399,7 @@ async def test_two_processes_behind_a_load_balancer_handle_each_update_once_in_o
 
         with contextlib.suppress(WaitTimeout):  # judged below, with the details
             await tg.wait_until(all_carded, timeout=SETTLE_WAIT, what="a card for every report")
+        carded_after = time.monotonic() - sending
 
         async def quiet() -> bool:  # nothing more on its way: no update unconfirmed, unhandled or unanswered
             b.check_alive()
@@ -385,15 +418,24 @@ async def test_two_processes_behind_a_load_balancer_handle_each_update_once_in_o
             return at is not None and killed_at - IN_FLIGHT <= at <= reaped_at + LAST_GASP
 
         orders = await asyncio.to_thread(orders_in, postgres_url)
-        problems = judge(reports, cards_in(tg, groups), orders, forgiven)
+        disorder: list[int] = []
+        problems = judge(reports, cards_in(tg, groups), orders, forgiven, disorder)
         if waiting or unsent:
             problems.append(f"still {waiting} updates unhandled in the inbox and {unsent} outbox rows unsent")
+        if problems:  # what else the bot said in the groups, and how each out-of-order group's updates went
+            said = [(groups.index(g), m.text) for g in groups for m in tg.bot_messages(g) if CARD not in (m.text or "")]
+            if said:
+                problems.append(f"other bot messages in the groups: {said}")
+            rows = await asyncio.to_thread(inbox_rows, postgres_url)
+            problems.extend(f"group {g}'s updates (A killed at {time.strftime('%H:%M:%S', time.localtime(killed_at))}"
+                            f"):\n{trail(reports, g, tg, proxy, rows)}" for g in disorder)
     finally:
         for process in (a, b):
             await process.stop()
         await proxy.stop()
     assert before_kill["A"] > 0 and before_kill["B"] > 0, f"the proxy did not use both processes: {before_kill}"
     assert proxy.refused_by("A") > 0, "after the kill the proxy never fell back from A to B"
-    assert not problems, ("\n".join(problems) + f"\n(updates taken before the kill: {before_kill}; "
-                          f"forwards: {len(proxy.forwards)})\n--- A (killed) ---\n{a.log_tail()}\n"
-                          f"--- B ---\n{b.log_tail()}")
+    assert not problems, "\n".join([
+        *problems, f"(updates taken before the kill: {before_kill}; forwards: {len(proxy.forwards)}; "
+        f"waited {carded_after:.0f} s for the cards; whole logs in {tmp_path})",
+        f"--- A (killed) ---\n{a.log_tail()}", f"--- B ---\n{b.log_tail()}"])
