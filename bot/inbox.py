@@ -27,15 +27,17 @@ from scheduler.sweep import Offload, inline
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.2  # seconds: updates that changed nothing are marked handled together
 LOOK_EVERY = 1.0  # seconds, with several processes: how often to look for updates another one stored
+BATCH = 32  # updates of one chat handled in one transaction when they come in a burst
+RETRY_PAUSES = (1.0, 4.0)  # seconds before trying a batch that failed again
 
 
 class InboxLanes:
     """One transport's incoming lanes."""
 
-    def __init__(self, service: str, engine: Engine, clock: Clock, handle: Callable[[Stored], Awaitable[None]], *,
+    def __init__(self, service: str, engine: Engine, clock: Clock, handle: Callable[[list[Stored]], Awaitable[None]], *,
                  owner: str, offload: Offload = inline, name: str = "") -> None:
         self.service, self.engine, self.clock, self.owner = service, engine, clock, owner
-        self.handle = handle  # the transport's: one stored update, through the core
+        self.handle = handle  # the transport's: stored updates of one lane, in order, through the core
         self.offload = offload
         self.name = name or service
         self.shared = engine.dialect.name == "postgresql"  # other processes may take updates too
@@ -99,20 +101,22 @@ class InboxLanes:
                     self._known.discard(update.id)
                 queue.clear()
                 return
+            if self.shared:  # older updates of this lane another process stored (and died holding) go first
+                older = [u for u in await self.offload(inbox.waiting, self.engine, self.service, lane=lane)
+                         if u.id not in self._known]
+                self._known.update(u.id for u in older)
+                merged = sorted([*queue, *older], key=lambda u: u.id)
+                queue.clear()
+                queue.extend(merged)
             while queue:
-                update = queue.popleft()
-                try:
-                    await self.handle(update)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # never again: a broken update must not block its chat for good
-                    log.exception("%s: could not handle update %s", self.name, update.id)
-                self.handled += 1
-                self._quiet.append(update.id)
+                batch = [queue.popleft() for _ in range(min(len(queue), BATCH))]
+                await self._handle(batch)
+                self.handled += len(batch)
+                self._quiet.extend(update.id for update in batch)
                 if self._flusher is None or self._flusher.done():
                     self._flusher = asyncio.create_task(self._flush_soon(), name=f"{self.name}-inbox-flush")
                 if not queue and self.shared:
-                    queue.extend(u for u in await self._more(lane, update.id) if u.id not in self._known)
+                    queue.extend(u for u in await self._more(lane) if u.id not in self._known)
                     self._known.update(u.id for u in queue)
         finally:
             del self._tasks[lane]
@@ -123,15 +127,30 @@ class InboxLanes:
             if not self._tasks:
                 self._idle.set()
 
+    async def _handle(self, batch: list[Stored]) -> None:
+        """Hand a batch to the transport; a failure (the database away) is tried again a few times, then the
+        batch is let go, logged: a broken update must not block its chat for good."""
+        for pause in (*RETRY_PAUSES, None):
+            try:
+                await self.handle(batch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: could not handle updates %s", self.name, [u.id for u in batch])
+                if pause is None:
+                    return
+                await asyncio.sleep(pause)
+
     async def _hold(self, lane: str) -> bool:
         return bool(await self.offload(inbox.hold_lane, self.engine, self.service, lane, self.owner,
                                        self.clock.now()))
 
-    async def _more(self, lane: str, after: int) -> list[Stored]:
+    async def _more(self, lane: str) -> list[Stored]:
         """Before letting a lane go: what another process stored for it meanwhile."""
         if not await self._hold(lane):
             return []
-        return list(await self.offload(inbox.waiting, self.engine, self.service, lane=lane, after=after))
+        return list(await self.offload(inbox.waiting, self.engine, self.service, lane=lane))
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(FLUSH_EVERY)

@@ -92,7 +92,7 @@ class Transport(ABC):
         self.secrets = TransportState(core.engine, self.service, secret=True)
         self.outbound = Lanes(self.service, core.engine, core.clock, self.carrier, name=self.title, owner=core.owner,
                               offload=core.call, mark=core.aside, dropped=self.dropped, kept=self.kept)
-        self.inbound = InboxLanes(self.service, core.engine, core.clock, self.take, owner=core.owner,
+        self.inbound = InboxLanes(self.service, core.engine, core.clock, self.take_many, owner=core.owner,
                                   offload=core.call, name=self.title)
         self.dispatch: Callable[[list[Queued]], Awaitable[list[Queued]]] = self.post_queued
         self.stopping = asyncio.Event()
@@ -111,9 +111,18 @@ class Transport(ABC):
         """What carries one batch of actions: `carry`, unless a service keeps state per batch."""
         return self.carry
 
-    async def take(self, update: Stored) -> None:
-        """Handle one update from the inbox: translate it and hand it to the core (`handle`)."""
+    async def take_many(self, updates: list[Stored]) -> None:
+        """Handle updates of one chat from the inbox, in order: translate them and hand them to the core
+        (`handle_many`)."""
         raise NotImplementedError(f"{self.title} does not read its updates from the inbox")
+
+    async def handle_many(self, updates: list[tuple[Incoming, Stored]]) -> list[list[Outgoing]]:
+        """`handle` for several updates of one chat, in one transaction of the core (group commit)."""
+        if not updates:
+            return []
+        results = await self.core.take_async([(incoming, stored.id) for incoming, stored in updates])
+        await self.dispatch([(row, action) for queued in results for row, action in queued if row is not None])
+        return [[action for row, action in queued if row is None] for queued in results]
 
     async def handle(self, incoming: Incoming, update: Stored | None, *, wait: bool = False) -> list[Outgoing]:
         """The core handles a stored update: in one transaction it stores the change, marks the update handled

@@ -36,6 +36,7 @@ T = TypeVar("T")
 Queued = tuple[int | None, Outgoing]  # an action and its outbox row (None: not kept, a press's alert)
 _SCORE = re.compile(r"[0-9]{1,3}")  # stars as typed; "②" or "²" are words, not numbers
 _WORD = re.compile(r"[A-Za-z][a-z]{2,}[,.!?]*")  # an English word; codes (YG-A-3, LINLI-7KQ3), ids, "en" do not say
+GROUP_COMMIT_MAX = 64  # updates in one transaction at most, so none waits long behind the others
 MAX_TEXT = 64_000  # longer messages are kept up to this many characters
 DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
 
@@ -62,6 +63,8 @@ class Linli:
         self.directory = Directory(self.community.unsorted_grid_id)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linli-core")  # one, as SQLite wants
         self._aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linli-aside")
+        self._gathering: list[tuple[list[tuple[Incoming, int | None]], asyncio.Future[list[list[Queued]]]]] = []
+        self._gatherer: asyncio.Task[None] | None = None
         self.owner = leases.new_owner()  # this process, as the holder of leases on outbox rows and lanes
 
     def add_bot_names(self, *names: str) -> None:
@@ -112,19 +115,20 @@ class Linli:
         """One update, inside the caller's transaction (in a savepoint of it when `nested`)."""
         savepoint = db.begin_nested() if nested else None
 
-        def undo() -> None:
+        def undo(*, wrote: bool = True) -> None:
             if savepoint is not None:
                 savepoint.rollback()
             else:
                 db.rollback()
-            self.directory.forget()  # snapshots made in this transaction may name rows that are gone
+            if wrote:
+                self.directory.forget()  # snapshots made in this transaction may name rows that are gone
 
         flushed_before = flushes[0]
         turn = self._turn(db, incoming, now)
         try:
             self._route(turn)
             if not turn.out and flushes[0] == flushed_before and not (db.new or db.dirty or db.deleted):
-                undo()  # chatter: nothing to store, nothing to say, nothing to deduplicate
+                undo(wrote=False)  # chatter: nothing to store, nothing to say, nothing to deduplicate
                 return []
             # Recorded last, in the same transaction: a second delivery of this message either
             # waits for the first to commit and then finds it here, or finds it already.
@@ -372,6 +376,33 @@ class Linli:
         the message went out rather than after whatever the core is busy with: the shorter that moment, the
         rarer a message a crash makes posted twice."""
         return await asyncio.get_running_loop().run_in_executor(self._aside, functools.partial(work, *args, **kwargs))
+
+    async def take_async(self, updates: list[tuple[Incoming, int | None]]) -> list[list[Queued]]:
+        """`take_many` on the worker, joined with what other chats hand in meanwhile: while the worker is busy,
+        updates gather and then go in one transaction (group commit), each chat's still in its order."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[list[Queued]]] = loop.create_future()
+        self._gathering.append((updates, done))
+        if self._gatherer is None or self._gatherer.done():
+            self._gatherer = loop.create_task(self._take_gathered(), name="linli-group-commit")
+        return await done
+
+    async def _take_gathered(self) -> None:
+        while self._gathering:
+            group: list[tuple[list[tuple[Incoming, int | None]], asyncio.Future[list[list[Queued]]]]] = []
+            while self._gathering and (not group or sum(len(u) for u, _ in group) < GROUP_COMMIT_MAX):
+                group.append(self._gathering.pop(0))
+            try:
+                results = await self.call(self.take_many, [u for updates, _ in group for u in updates], self.owner)
+            except Exception as error:
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for updates, done in group:
+                mine, results = results[:len(updates)], results[len(updates):]
+                if not done.done():
+                    done.set_result(mine)
 
     async def handle_async(self, incoming: Incoming) -> list[Outgoing]:
         return await self.call(self.handle, incoming)

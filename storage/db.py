@@ -22,6 +22,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             private_sqlite_file(Path(parsed.database))
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
 
@@ -61,12 +62,21 @@ def _close_to_others(path: Path) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    dbapi_connection.isolation_level = None  # transactions are begun below, not by the sqlite3 module
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps commits atomic
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
+    """Every transaction takes SQLite's write lock when it begins. Begun lazily, a transaction that read first
+    and writes later fails at once ("database is locked", no waiting) when another thread or process wrote
+    meanwhile; begun immediately it waits its turn (busy_timeout). It also makes savepoints work as they
+    should with the sqlite3 module (group commit uses them)."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session(engine: Engine) -> Session:

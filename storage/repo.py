@@ -172,10 +172,11 @@ def next_number(db: Session, community_id: int) -> int:
         .values(next_number=_COUNTER.c.next_number + 1)
         .returning(_COUNTER.c.next_number)
     ).scalar_one_or_none()
-    if taken is None:
-        db.add(Counter(community_id=community_id, next_number=2))
-        db.flush()
-        return 1
+    if taken is None:  # the first order: make the row (another process may make it meanwhile), then take
+        upsert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+        db.connection().execute(upsert(_COUNTER).values(community_id=community_id, next_number=1)
+                                .on_conflict_do_nothing())
+        return next_number(db, community_id)
     return taken - 1
 
 

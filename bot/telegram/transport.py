@@ -28,7 +28,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from html import escape
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -80,7 +80,7 @@ from bot.telegram.format import (
 from bot.telegram.webhook import WebhookEndpoint
 from bot.transport import LoginFailed, Transport
 from handlers.inbox import Arrival, Stored
-from handlers.protocol import Kind, Outgoing, from_json, to_json
+from handlers.protocol import Incoming, Kind, Outgoing, from_json, to_json
 from handlers.router import Linli
 
 log = logging.getLogger(__name__)
@@ -336,20 +336,43 @@ class TelegramTransport(Transport):
             log.warning("Telegram: could not register the command menu: %s", error)
 
     # --- updates in --------------------------------------------------------------------------
-    async def take(self, stored: Stored) -> None:
-        """One update from the inbox, in its chat's turn."""
+    async def take_many(self, batch: list[Stored]) -> None:
+        """Updates of one chat from the inbox, in order: each translated, all handled by the core together
+        (one transaction), then each finished (a press answered, held direct messages released)."""
+        steps: list[Step] = []
         try:
-            update = Update.de_json(stored.payload, self._app().bot)
-            if update.callback_query is not None:
-                await self._on_press(update.callback_query, stored)
-            elif update.message is not None:
-                await self._on_message(update.message, stored)
-            elif update.my_chat_member is not None:
-                await self._on_membership(update.my_chat_member)
+            for stored in batch:
+                update = Update.de_json(stored.payload, self._app().bot)
+                if update.callback_query is not None:
+                    steps.append(await self._prepare_press(update.callback_query, stored))
+                elif update.message is not None:
+                    steps.append(await self._prepare_message(update.message, stored))
+                else:
+                    await self._finish(steps)  # what came before it goes first
+                    steps = []
+                    if update.my_chat_member is not None:
+                        await self._on_membership(update.my_chat_member)
+                    self.finished += 1
+            await self._finish(steps)
+            steps = []
         finally:
-            self.finished += 1
+            for step in steps:  # not finished: a failure while translating
+                await step.forget()
+            self.finished += len(steps)
 
-    async def _on_message(self, message: Message, stored: Stored | None = None) -> None:
+    async def _finish(self, steps: list[Step]) -> None:
+        handled = [step for step in steps if step.incoming is not None]
+        self.handled += len(handled)
+        try:
+            unkept = iter(await self.handle_many([(step.incoming, step.stored) for step in handled]))  # type: ignore[misc]
+            for step in steps:
+                await step.after(next(unkept) if step.incoming is not None else [])
+        finally:
+            for step in steps:
+                await step.forget()
+            self.finished += len(steps)
+
+    async def _prepare_message(self, message: Message, stored: Stored) -> Step:
         chat, me = message.chat, self._me()
         self._learn(message.from_user)
         group = chat.type in GROUP_TYPES
@@ -359,13 +382,15 @@ class TelegramTransport(Transport):
             admin = message.from_user is not None and message.from_user.id in admins
         incoming = message_incoming(message, me, sender_is_admin=admin, user_id_of=self._user_id_of,
                                     addressed=await self._answers_the_bot(message))
-        if incoming is not None:
-            self.handled += 1
-            await self.deliver(await self.handle(incoming, stored))
-        if group:
-            await self._tell_if_blind(str(chat.id))
-        elif incoming is not None and message.from_user is not None:
-            await self._release_direct(str(message.from_user.id))
+
+        async def after(unkept: list[Outgoing]) -> None:
+            await self.deliver(unkept)
+            if group:
+                await self._tell_if_blind(str(chat.id))
+            elif incoming is not None and message.from_user is not None:
+                await self._release_direct(str(message.from_user.id))
+
+        return Step(stored, incoming, after)
 
     async def _answers_the_bot(self, message: Message) -> bool:
         """A reply to one of the bot's messages that is about no order (its greeting, a question):
@@ -376,7 +401,7 @@ class TelegramTransport(Transport):
         return await self.core.call(self.core.order_for_message, SERVICE, str(message.chat.id),
                                     str(reply.message_id)) is None
 
-    async def _on_press(self, query: CallbackQuery, stored: Stored | None = None) -> None:
+    async def _prepare_press(self, query: CallbackQuery, stored: Stored) -> Step:
         self._learn(query.from_user)
         key = press_id(query.id)
         message = query.message
@@ -386,20 +411,22 @@ class TelegramTransport(Transport):
         incoming = callback_incoming(query, sender_is_admin=admin)
         if incoming is None or message is None:
             await self._answer(query, None)
-            return
+            return Step(stored, None, _nothing)
         self._queries[key] = query
         self._pressed[key] = message.message_id
-        try:
-            self.handled += 1
-            unkept = await self.handle(incoming, stored)  # what is kept goes in the chat's lane meanwhile
+
+        async def after(unkept: list[Outgoing]) -> None:  # what is kept went to the chat's lane meanwhile
             alerts = [a for a in unkept if a.kind is Kind.ALERT and a.reply_to == key]
             self._queries.pop(key, None)
             await self._answer(query, alert_text(alerts))
             await self.deliver([a for a in unkept if not (a.kind is Kind.ALERT and a.reply_to == key)])
-        finally:
-            if self._queries.pop(key, None) is not None:
+
+        async def forget() -> None:
+            if self._queries.pop(key, None) is not None:  # every press is answered, even when handling failed
                 await self._answer(query, None)
             self._pressed.pop(key, None)
+
+        return Step(stored, incoming, after, forget)
 
     async def _answer(self, query: CallbackQuery, text: str | None) -> None:
         """Every press is answered: with a short alert for who pressed it, or silently."""
@@ -699,6 +726,28 @@ class TelegramTransport(Transport):
         return self.me
 
 
+
+
+async def _nothing(unkept: list[Outgoing]) -> None:
+    return None
+
+
+@dataclass
+class Step:
+    """One update of a batch between its translation and the core's answer."""
+
+    stored: Stored
+    incoming: Incoming | None
+    after: Callable[[list[Outgoing]], Awaitable[None]]  # with what the core did not keep (a press's alert)
+    cleanup: Callable[[], Awaitable[None]] | None = None
+    _forgotten: bool = False
+
+    async def forget(self) -> None:
+        """Clean up once, whatever happened (a press left unanswered is answered silently)."""
+        if self._forgotten or self.cleanup is None:
+            return
+        self._forgotten = True
+        await self.cleanup()
 
 
 def _lane_of(update: dict[str, Any]) -> str:
