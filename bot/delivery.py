@@ -143,8 +143,11 @@ class Lanes:
         """Until every lane is empty (tests, `linli bench`)."""
         await self._idle.wait()
 
-    async def stop(self) -> None:
-        """Stop posting; what was not posted yet is handed back to the outbox for the next process."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop posting, after up to `grace` seconds for the lanes to empty; what was not posted by then is
+        handed back to the outbox for the next process."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle(), grace)
         tasks = [*self._tasks.values(), *([self._renewer] if self._renewer else [])]
         for task in tasks:
             task.cancel()

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from handlers import inbox
 from handlers.clock import Clock
@@ -51,9 +53,10 @@ class InboxLanes:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def receive(self, arrivals: list[Arrival]) -> int:
-        """Store updates, then queue them in their lanes. Returns how many were new (the others came twice)."""
-        stored = await self.offload(inbox.store_now, self.engine, self.service, arrivals, self.clock.now())
+    async def receive(self, arrivals: list[Arrival], *, also: Callable[[Session], None] | None = None) -> int:
+        """Store updates, then queue them in their lanes. Returns how many were new (the others came twice).
+        `also` writes in the same transaction (Matrix's sync token)."""
+        stored = await self.offload(inbox.store_now, self.engine, self.service, arrivals, self.clock.now(), also=also)
         self.received += len(stored)
         self.submit(stored)
         return len(stored)
@@ -108,7 +111,11 @@ class InboxLanes:
                 merged = sorted([*queue, *older], key=lambda u: u.id)
                 queue.clear()
                 queue.extend(merged)
+            held_at = time.monotonic()
             while queue:
+                if self.shared and time.monotonic() - held_at > inbox.LANE_LEASE.total_seconds() / 3:
+                    await self._hold(lane)  # still at it: the lease is renewed
+                    held_at = time.monotonic()
                 batch = [queue.popleft() for _ in range(min(len(queue), BATCH))]
                 await self._handle(batch)
                 self.handled += len(batch)

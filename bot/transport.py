@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from bot.delivery import Item, Lanes
 from bot.inbox import InboxLanes
@@ -71,10 +72,14 @@ class TransportState:
 
     def put(self, key: str, value: str) -> None:
         with session(self.engine) as db:
-            row = db.get(Memo, (self.scope, key)) or Memo(service=self.scope, key=key, value=value)
-            row.value = value
-            db.add(row)
+            self.put_in(db, key, value)
             db.commit()
+
+    def put_in(self, db: Session, key: str, value: str) -> None:
+        """`put` inside the caller's transaction (Matrix's sync token with the events it covers)."""
+        row = db.get(Memo, (self.scope, key)) or Memo(service=self.scope, key=key, value=value)
+        row.value = value
+        db.add(row)
 
 
 class Transport(ABC):

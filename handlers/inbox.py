@@ -11,11 +11,12 @@ one database, a process holds a lane's lease (`hold_lane`) while it works on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, bindparam, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -24,6 +25,9 @@ from storage.db import session
 from storage.models import Inbox, LaneLease
 
 LANE_LEASE = timedelta(seconds=30)
+_TABLE = Inbox.__table__  # type: ignore[attr-defined]
+_MARK = (update(_TABLE).where(_TABLE.c.id == bindparam("inbox_id"), _TABLE.c.handled_at.is_(None))
+         .values(handled_at=bindparam("now")))
 KEEP = timedelta(days=2)  # handled updates are kept this long: Telegram redelivers unconfirmed ones for 24 h
 
 
@@ -59,18 +63,21 @@ def store(db: Session, service: str, arrivals: list[Arrival], now: datetime) -> 
     return [Stored(row_id, lane, payload) for row_id, lane, payload in db.connection().execute(statement, rows)]
 
 
-def store_now(engine: Engine, service: str, arrivals: list[Arrival], now: datetime) -> list[Stored]:
+def store_now(engine: Engine, service: str, arrivals: list[Arrival], now: datetime, *,
+              also: Callable[[Session], None] | None = None) -> list[Stored]:
+    """`store` in a transaction of its own; `also` writes in it too (a sync token with the events it covers)."""
     with session(engine) as db:
         stored = store(db, service, arrivals, now)
+        if also is not None:
+            also(db)
         db.commit()
         return stored
 
 
 def mark_handled(db: Session, inbox_id: int, now: datetime) -> bool:
     """Inside the transaction that stores what the update changed: False if it was handled already."""
-    done = db.execute(update(Inbox).where(col(Inbox.id) == inbox_id, col(Inbox.handled_at).is_(None))
-                      .values(handled_at=now))
-    return bool(done.rowcount)  # type: ignore[attr-defined]
+    done = db.connection().execute(_MARK, {"inbox_id": inbox_id, "now": now})  # the hot path: one plain statement
+    return bool(done.rowcount)
 
 
 def handled(engine: Engine, inbox_ids: list[int], now: datetime) -> None:

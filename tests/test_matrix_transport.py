@@ -431,6 +431,7 @@ async def test_restart_neither_replays_nor_misses(synapse_server: SynapseServer,
         cards = [e["content"]["body"] for e in zhang.bot_messages(room) if "已登记" in e["content"]["body"]]
         assert len(cards) == 7 and all(f"#{n} " in "\n".join(cards) for n in range(1, 8))
         assert len({int(c.split("#")[1].split()[0]) for c in cards}) == 7  # none handled twice
+        await zhang.expect(room, "#7 是不是和 #6")  # the last thing it had to say: posted, and seen here
 
         await t.stop()  # and once more with nothing new: nothing is said again
         before = len(zhang.bot_messages(room))

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import mimetypes
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,6 +66,7 @@ from bot.matrix.format import button_data, edit_content, image_content, message_
 from bot.matrix.media import MAX_IMAGE_BYTES, MediaStore, TooLarge, find_copy
 from bot.render import say
 from bot.transport import LoginFailed, Transport
+from handlers.inbox import Arrival, Stored
 from handlers.protocol import Incoming, Kind, Mention, Outgoing
 from handlers.router import Linli
 
@@ -76,6 +78,8 @@ MAX_JOIN_TRIES = 20  # an invitation the homeserver keeps refusing to let us joi
 BACKFILL_MAX = 1000  # events fetched to close a gap after a long pause
 SECRET_KEYS = frozenset({"access_token"})  # kept apart from the ordinary transport state
 STOP_GRACE = 30.0  # seconds `stop` lets the current batch finish
+SENDING_GRACE = 10.0  # seconds a stop waits for what is being posted (the rest waits in the outbox)
+PRESSES_KEPT = 1000  # reactions that pressed a button, remembered so their answers reply to the right event
 _CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ConnectionError)
 
 
@@ -157,7 +161,7 @@ class MatrixTransport(Transport):
         self._said: set[str] = set()
         self._declined: set[str] = set()
         self._invites: dict[str, tuple[list[Any], int]] = {}  # invitations not joined yet: state, tries
-        self._pressed: dict[str, Pressed] = {}
+        self._pressed: OrderedDict[str, Pressed] = OrderedDict()  # the latest presses: answers go to them
         self._dm_locks: dict[str, asyncio.Lock] = {}
         self._synced = asyncio.Condition()
         self._sync_call: asyncio.Future[Any] | None = None
@@ -192,6 +196,7 @@ class MatrixTransport(Transport):
         first = self._since is None
         response = await self._sync_once(full_state=True, timeline_limit=1 if first else self.timeline_limit)
         self._ready = True
+        await self.inbound.recover()  # what a crash or a stop left in the inbox goes first
         await self._process(response, history=first)  # first start: history is not ours to handle
 
     async def _run(self, connected: bool) -> None:
@@ -219,6 +224,10 @@ class MatrixTransport(Transport):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.inbound.idle(), STOP_GRACE)
+        await self.inbound.stop()
+        await self.outbound.stop(grace=SENDING_GRACE)
         await self._close()
 
     async def _close(self) -> None:
@@ -350,26 +359,37 @@ class MatrixTransport(Transport):
                 log.exception("could not handle a Matrix sync response; going on with the next")
 
     async def _process(self, response: SyncResponse, *, history: bool) -> None:
-        """Handle one sync response, then store its token: a restart goes on from there."""
+        """Store one sync response's events in the inbox together with its token (one transaction: a restart
+        goes on from there, missing nothing and repeating nothing); each room's then handled in its lane."""
         for room_id, info in response.rooms.invite.items():
             self._invites.setdefault(room_id, (info.invite_state, 0))
         for room_id, (state, tries) in list(self._invites.items()):
             await self._guard(self._invited(room_id, state, tries))
+        arrivals: list[Arrival] = []
         for room_id, info in response.rooms.join.items():
             self._learn(room_id, [*info.state, *info.timeline.events])
             if not history:
                 events = list(info.timeline.events)
                 if info.timeline.limited and self._since and info.timeline.prev_batch:
                     events = await self._backfill(room_id, info.timeline.prev_batch, self._since) + events
-                for event in _since_own_join(events, self._client().user_id):
-                    await self._guard(self._event(room_id, event))
+                arrivals += [arrival for event in _since_own_join(events, self._client().user_id)
+                             if (arrival := self._arrival(room_id, event)) is not None]
             await self._guard(self._check_encrypted(room_id))
-        if response.next_batch != self._since:
-            self._since = response.next_batch
-            self._remember("since", response.next_batch)
+        token = response.next_batch if response.next_batch != self._since else None
+        await self.inbound.receive(arrivals, also=lambda db: self.state.put_in(db, "since", token) if token else None)
+        if token:
+            self._since = token
         async with self._synced:
             self.syncs += 1
             self._synced.notify_all()
+
+    def _arrival(self, room_id: str, event: Any) -> Arrival | None:
+        source = getattr(event, "source", None)
+        if not isinstance(source, dict) or source.get("sender") in (None, self._client().user_id):
+            return None
+        encrypted = isinstance(event, MegolmEvent | UnknownEncryptedEvent)
+        key = source.get("event_id") or uuid4().hex
+        return Arrival(key, f"room:{room_id}", {"room": room_id, "event": source, "encrypted": encrypted})
 
     async def _guard(self, step: Awaitable[None]) -> None:
         try:
@@ -400,28 +420,32 @@ class MatrixTransport(Transport):
                 self._creators[room_id] = creators_of(source)
 
     # --- events in ---------------------------------------------------------------------------
-    async def _event(self, room_id: str, event: Any) -> None:
-        source = getattr(event, "source", None)
-        if not isinstance(source, dict) or source.get("sender") in (None, self._client().user_id):
-            return
+    async def take_many(self, batch: list[Stored]) -> None:
+        """One room's events from the inbox, in order: translated one by one, handled by the core together."""
+        handled: list[tuple[Incoming, Stored]] = []
+        for stored in batch:
+            try:
+                incoming = await self._event(stored.payload["room"], stored.payload["event"],
+                                             encrypted=bool(stored.payload.get("encrypted")))
+            except Exception:
+                log.exception("Matrix: could not read an event")
+                continue
+            if incoming is not None:
+                handled.append((incoming, stored))
+        self.handled += len(handled)
+        for unkept in await self.handle_many(handled):
+            await self.deliver(unkept)
+
+    async def _event(self, room_id: str, source: dict[str, Any], *, encrypted: bool = False) -> Incoming | None:
         kind = source.get("type")
-        if isinstance(event, MegolmEvent | UnknownEncryptedEvent) or kind in ("m.room.encrypted",
-                                                                               "m.room.encryption"):
+        if encrypted or kind in ("m.room.encrypted", "m.room.encryption"):
             await self._say_encrypted(room_id)
-            return
-        incoming: Incoming | None = None
+            return None
         if kind == "m.room.message":
-            incoming = await self._message(room_id, source)
-        elif kind == "m.reaction":
-            incoming = await self._reaction(room_id, source)
-        if incoming is None:
-            return
-        self.handled += 1
-        try:
-            # a reaction's answers must go while it is known what was pressed: wait for them
-            await self.deliver(await self.handle(incoming, None, wait=True))
-        finally:
-            self._pressed.pop(incoming.message_id or "", None)
+            return await self._message(room_id, source)
+        if kind == "m.reaction":
+            return await self._reaction(room_id, source)
+        return None
 
     async def _message(self, room_id: str, source: dict[str, Any]) -> Incoming | None:
         content = source.get("content") or {}
@@ -461,6 +485,8 @@ class MatrixTransport(Transport):
                 return None
         where = await self._where(room_id, sender)
         self._pressed[event_id] = Pressed(target, Mention(where.sender_name, sender))
+        while len(self._pressed) > PRESSES_KEPT:
+            self._pressed.popitem(last=False)
         return Incoming(service=SERVICE, chat_id=room_id, sender_id=sender, sender_name=where.sender_name,
                         text=text, message_id=event_id, chat_title=where.title, is_direct=where.is_direct,
                         reply_to=target, button=press, sender_is_admin=where.sender_is_admin)

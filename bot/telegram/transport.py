@@ -91,6 +91,7 @@ PRESENT = ("creator", "administrator", "member", "restricted")
 HINTED = frozenset({"help", "usage.status"})  # answers that also say how to let the bot read the group
 HELD_MAX = 20  # direct messages kept for one person who has not started the bot yet
 STOP_GRACE = 30.0
+SENDING_GRACE = 10.0  # seconds a stop waits for what is being posted (the rest waits in the outbox)
 
 
 def file_url_of(api_url: str) -> str:
@@ -313,7 +314,7 @@ class TelegramTransport(Transport):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.inbound.idle(), STOP_GRACE)
         await self.inbound.stop()
-        await self.outbound.stop()
+        await self.outbound.stop(grace=SENDING_GRACE)
         await self._close()
 
     async def _close(self) -> None:
