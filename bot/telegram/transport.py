@@ -238,7 +238,10 @@ class TelegramTransport(Transport):
         if self.webhook:
             await self._start_webhook()
         else:
-            await self._call(lambda: bot.delete_webhook(drop_pending_updates=False))
+            try:  # a webhook left from an earlier `--webhook` run would make getUpdates fail
+                await self._call(lambda: bot.delete_webhook(drop_pending_updates=False))
+            except (TelegramError, Undeliverable) as error:
+                log.warning("Telegram: could not remove a webhook (%s); polling all the same", error)
             self._polling = asyncio.create_task(self._poll(), name="telegram-poll")
         log.info("Telegram: @%s is %s (privacy mode %s)", bot.username,
                  f"listening for webhooks at {self.webhook}" if self.webhook else "polling",
