@@ -40,9 +40,18 @@ class Undeliverable(Exception):
         self.limited = limited  # every other call would fail as well right now
 
 
-# The outbox row being posted now and how many calls its posting made so far: a service that takes an
-# idempotency key (Matrix's transaction id) gets the same one when a restart posts the row again.
-_posting: ContextVar[list[int] | None] = ContextVar("posting", default=None)
+@dataclass
+class Posting:
+    """The outbox row being posted now: how many calls its posting made so far (a service that takes an
+    idempotency key, Matrix's transaction id, gets the same one when a restart posts the row again), and
+    the messages it became, written with its "sent" mark in one go."""
+
+    row: int
+    calls: int = 0
+    links: list[tuple[Outgoing, str]] = field(default_factory=list)
+
+
+_posting: ContextVar[Posting | None] = ContextVar("posting", default=None)
 
 
 def once_key() -> str | None:
@@ -50,8 +59,18 @@ def once_key() -> str | None:
     posting = _posting.get()
     if posting is None:
         return None
-    posting[1] += 1
-    return f"o{posting[0]}-{posting[1]}"
+    posting.calls += 1
+    return f"o{posting.row}-{posting.calls}"
+
+
+def defer_link(action: Outgoing, message_ref: str) -> bool:
+    """Inside a lane posting an outbox row: keep the message it became, to be written with its "sent"
+    mark. False elsewhere: then the caller writes it itself."""
+    posting = _posting.get()
+    if posting is None:
+        return False
+    posting.links.append((action, message_ref))
+    return True
 
 
 def lane_of(action: Outgoing) -> str:
@@ -78,11 +97,13 @@ class Lanes:
 
     def __init__(self, service: str, engine: Engine, clock: Clock, carrier: Callable[[], Carry], *, name: str,
                  owner: str = "", offload: Offload = inline, mark: Offload | None = None,
+                 on_sent: Callable[[int | None, list[tuple[Outgoing, str]]], None] | None = None,
                  dropped: tuple[type[Exception], ...] = (), kept: tuple[type[Exception], ...] = ()) -> None:
         self.service, self.engine, self.clock, self.name, self.owner = service, engine, clock, name, owner
         self.carrier = carrier  # a fresh carry for each run of a lane (Matrix keeps a rate budget per run)
         self.offload = offload  # the core's worker thread: outbox writes off the event loop
         self.mark = mark or offload  # where "sent" is written: at once, not behind the core's work
+        self.on_sent = on_sent or self._mark_sent  # writes a row's "sent" mark with the messages it became
         self.dropped, self.kept = dropped, kept  # errors meaning the request is wrong / to park the action for
         self.parked = 0  # actions left in the outbox for a later try
         self.sent = 0
@@ -192,7 +213,8 @@ class Lanes:
         """Post one item; mark its row sent, or park it. Returns why it could not go, and whether nothing
         else can go either right now."""
         action, reason, limited = item.action, None, False
-        token = _posting.set([item.row, 0] if item.row is not None else None)
+        posting = Posting(item.row) if item.row is not None else None
+        token = _posting.set(posting)
         try:
             await carry(action)
         except self.dropped as error:
@@ -208,11 +230,11 @@ class Lanes:
             reason = repr(error)
         finally:
             _posting.reset(token)
+        if posting is not None and (reason is None or posting.links):  # what went out is written at once
+            await self.mark(self.on_sent, posting.row if reason is None else None, posting.links)
         if reason is None:
             self.sent += 1
-            if item.row is not None:
-                await self.mark(outbox.mark_sent, self.engine, item.row, self.clock.now())
-                self._rows.discard(item.row)
+            self._rows.discard(item.row or 0)
         else:
             await self._park(item, reason, behind=None)
         self._finish(item, reason)
@@ -228,6 +250,10 @@ class Lanes:
                                item.tried)
         self.parked += 1
         log.warning("%s: parked %s for later (%s)", self.name, item.action.text.key, reason)
+
+    def _mark_sent(self, row: int | None, links: list[tuple[Outgoing, str]]) -> None:
+        if row is not None:
+            outbox.mark_sent(self.engine, row, self.clock.now())
 
     @staticmethod
     def _finish(item: Item, reason: str | None) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from bot.delivery import Item, Lanes
+from bot.delivery import Item, Lanes, defer_link
 from bot.inbox import InboxLanes
 from bot.settings import SettingsError
 from handlers.inbox import Stored
@@ -96,7 +96,8 @@ class Transport(ABC):
         self.state = TransportState(core.engine, self.service)
         self.secrets = TransportState(core.engine, self.service, secret=True)
         self.outbound = Lanes(self.service, core.engine, core.clock, self.carrier, name=self.title, owner=core.owner,
-                              offload=core.call, mark=core.aside, dropped=self.dropped, kept=self.kept)
+                              offload=core.call, mark=core.aside, on_sent=core.posted, dropped=self.dropped,
+                              kept=self.kept)
         self.inbound = InboxLanes(self.service, core.engine, core.clock, self.take_many, owner=core.owner,
                                   offload=core.call, name=self.title)
         self.dispatch: Callable[[list[Queued]], Awaitable[list[Queued]]] = self.post_queued
@@ -159,6 +160,12 @@ class Transport(ABC):
             await self.outbound.run(mine)
         else:
             self.outbound.submit(self.outbound.items(mine))
+
+    async def posted(self, action: Outgoing, message_ref: str) -> None:
+        """A message went out as `message_ref`: replies to it act on its order from now on. Inside a lane it
+        is written together with the row's "sent" mark."""
+        if not defer_link(action, message_ref):
+            await self.core.aside(self.core.sent, action, message_ref)
 
     @property
     def parked(self) -> int:

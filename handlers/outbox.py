@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, insert, or_, update
+from sqlalchemy import Engine, bindparam, insert, or_, update
 from sqlmodel import Session, col, select
 
 from handlers import leases
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 FIRST_PAUSE = timedelta(seconds=5)
 LEASE = timedelta(seconds=60)
+_TABLE = Outbox.__table__  # type: ignore[attr-defined]
+_MARK_SENT = (update(_TABLE).where(_TABLE.c.id == bindparam("row_id"), _TABLE.c.sent_at.is_(None))
+              .values(sent_at=bindparam("now")))
 
 
 def put(db: Session, actions: list[Outgoing], now: datetime, *, owner: str | None = None,
@@ -74,18 +77,15 @@ def taken_row(action: Outgoing, *, adopt: bool = False) -> tuple[int, int] | Non
     return found
 
 
-def mark_sent(engine: Engine, row_id: int, now: datetime, lease: timedelta = LEASE) -> None:
-    """One action of a batch went out: mark it now, and renew the lease on what its owner still holds."""
+def mark_sent(engine: Engine, row_id: int, now: datetime) -> None:
+    """One action went out: mark it at once, in one statement (a busy lane renews its leases meanwhile)."""
     with session(engine) as db:
-        row = db.get(Outbox, row_id)
-        if row is None or row.sent_at is not None:
-            return
-        row.sent_at = now
-        db.add(row)
-        if row.claimed_by:
-            db.execute(update(Outbox).where(col(Outbox.claimed_by) == row.claimed_by, col(Outbox.sent_at).is_(None),
-                                            col(Outbox.given_up).is_(False)).values(claimed_until=now + lease))
+        mark_sent_in(db, row_id, now)
         db.commit()
+
+
+def mark_sent_in(db: Session, row_id: int, now: datetime) -> None:
+    db.connection().execute(_MARK_SENT, {"row_id": row_id, "now": now})
 
 
 def park(engine: Engine, action: Outgoing, error: str, now: datetime, tried: int | None = None) -> int:

@@ -342,11 +342,24 @@ class Linli:
     # --- messages out ----------------------------------------------------------------------
     def sent(self, action: Outgoing, message_ref: str) -> None:
         """A transport posted `action` as `message_ref`: replies to it now act on its order."""
-        if action.order_id is None or action.kind not in (Kind.SEND, Kind.CARD):
-            return
         with session(self.engine) as db:
+            self._link(db, action, message_ref)
+            db.commit()
+
+    @staticmethod
+    def _link(db: Session, action: Outgoing, message_ref: str) -> None:
+        if action.order_id is not None and action.kind in (Kind.SEND, Kind.CARD):
             db.add(MessageLink(order_id=action.order_id, service=action.service, chat=action.chat_id,
                                message_ref=message_ref, is_card=action.kind is Kind.CARD))
+
+    def posted(self, row_id: int | None, links: list[tuple[Outgoing, str]]) -> None:
+        """An outbox row went out (`links`: the messages it became): both written in one transaction, the
+        moment it happened, so a crash right after repeats it as rarely as can be."""
+        with session(self.engine) as db:
+            for action, message_ref in links:
+                self._link(db, action, message_ref)
+            if row_id is not None:
+                outbox.mark_sent_in(db, row_id, self.clock.now())
             db.commit()
 
     def cards(self, order_id: int, service: str) -> list[CardRef]:

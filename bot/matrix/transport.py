@@ -655,9 +655,9 @@ class MatrixTransport(Transport):
         if action.photo:
             image = await self._post_photo(room_id, action, budget)
             if image:
-                await self.core.aside(self.core.sent, action, image)
+                await self.posted(action, image)
         event_id = await self._send(room_id, message_content(action, reply_to=reply_to, to=to), budget)
-        await self.core.aside(self.core.sent, action, event_id)
+        await self.posted(action, event_id)
         self._keep_buttons(event_id, action)
 
     def _keep_buttons(self, event_id: str, action: Outgoing) -> None:

@@ -572,7 +572,7 @@ class TelegramTransport(Transport):
             shown = await self._photo(chat_id, action.photo, text if short else None,
                                       markup if short else None, reply)
             if shown is not None:
-                await self.core.aside(self.core.sent, action, str(shown.message_id))  # replies to it act on the order
+                await self.posted(action, str(shown.message_id))  # replies to it act on the order
                 if short:
                     return shown
                 reply = ReplyParameters(shown.message_id, allow_sending_without_reply=True)
@@ -585,7 +585,7 @@ class TelegramTransport(Transport):
                 chat_id = moved.new_chat_id
         else:
             raise Undeliverable(f"chat {chat} moved more than once")
-        await self.core.aside(self.core.sent, action, str(sent.message_id))
+        await self.posted(action, str(sent.message_id))
         return sent
 
     async def _photo(self, chat_id: int | str, file_id: str, caption: str | None, markup: InlineKeyboardMarkup | None,
