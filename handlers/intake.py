@@ -78,14 +78,19 @@ def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
 # --- one problem, one order: a person's consecutive messages in one chat within two minutes -------------
 def _just_reported(turn: Turn) -> Order | None:
     """The open order this person reported or added to in this chat within the grouping window, if any."""
-    since = turn.now - GROUPING_WINDOW
-    row = turn.db.exec(
-        select(Order).join(Event, col(Event.order_id) == col(Order.id))
-        .where(Order.chat_id == turn.chat.id, Order.reporter_id == turn.person.id,
-               col(Order.state).in_(sorted(OPEN_STATES)), Event.actor_id == turn.person.id,
-               col(Event.action).in_(("report", AMEND)), Event.at >= since)
-        .order_by(col(Event.at).desc()).limit(1)).first()
-    return row
+    found = turn.db.connection().execute(_JUST_REPORTED, {"chat": turn.chat.id, "person": turn.person.id,
+                                                          "since": turn.now - GROUPING_WINDOW}).scalar()
+    return turn.db.get(Order, found) if found is not None else None
+
+
+# the person's newest events first (ix_event_actor_at), stopping at the first that is about an open order
+_JUST_REPORTED = (
+    select(Order.id).join(Event, col(Event.order_id) == col(Order.id))
+    .where(Event.actor_id == bindparam("person"), Event.at >= bindparam("since"),
+           col(Event.action).in_(("report", AMEND)), Order.chat_id == bindparam("chat"),
+           Order.reporter_id == bindparam("person"), col(Order.state).in_(sorted(OPEN_STATES)))
+    .order_by(col(Event.at).desc()).limit(1)
+)
 
 
 def _same_problem(order: Order, text: str, verdict: Triage) -> bool:
@@ -251,12 +256,11 @@ def _similarity(a: frozenset[str], b: frozenset[str]) -> float:
 
 def ask_if_duplicate(turn: Turn, order: Order, same: Order) -> None:
     """Filed already, so nothing is lost; the reporter may fold it into the earlier order."""
-    prompt = Prompt(kind="dup", person_id=turn.person.id, chat_id=turn.chat.id, order_id=order.id,
-                    payload={"into": same.id}, created_at=turn.now)
-    turn.db.add(prompt)
-    turn.db.flush()
-    buttons = ((Button(Text("btn.dup_yes", {"number": same.number}), press_data(Verb.DUPLICATE, prompt.id, "y")),
-                Button(Text("btn.dup_no"), press_data(Verb.DUPLICATE, prompt.id, "n"))),)
+    prompt_id = repo.insert_values(turn.db, Prompt, {  # a plain INSERT: asked after most reports in a busy group
+        "kind": "dup", "person_id": turn.person.id, "chat_id": turn.chat.id, "order_id": order.id,
+        "payload": {"into": same.id}, "created_at": turn.now})
+    buttons = ((Button(Text("btn.dup_yes", {"number": same.number}), press_data(Verb.DUPLICATE, prompt_id, "y")),
+                Button(Text("btn.dup_no"), press_data(Verb.DUPLICATE, prompt_id, "n"))),)
     turn.reply("dup.ask", buttons=buttons, order_id=order.id, number=order.number, same=same.number,
                title=orders.title_for(same, details=False))
 

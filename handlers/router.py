@@ -41,6 +41,10 @@ MAX_TEXT = 64_000  # longer messages are kept up to this many characters
 DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
 
 
+class _Alone(Exception):
+    """An update of a group commit needs undoing: the group is rolled back and each goes on its own."""
+
+
 @dataclass(frozen=True, slots=True)
 class Keep:
     """Where a handled update's results go: the inbox row to mark, the process that posts what is queued."""
@@ -87,8 +91,9 @@ class Linli:
         return self._handle(incoming, Keep(inbox_id, owner))
 
     def take_many(self, updates: list[tuple[Incoming, int | None]], owner: str) -> list[list[Queued]]:
-        """`take` for several stored updates in one transaction, each in a savepoint of its own (group commit):
-        what one of them breaks is undone alone, and a busy moment costs one commit, not one per update."""
+        """`take` for several stored updates in one transaction (group commit): a busy moment costs one commit,
+        not one per update. When one of them has to be undone (it failed, or came twice), the group is rolled
+        back and each goes again in a transaction of its own."""
         return self._handle_all([(incoming, Keep(inbox_id, owner)) for incoming, inbox_id in updates])
 
     def _handle(self, incoming: Incoming, keep: Keep | None) -> list[Queued]:
@@ -96,32 +101,34 @@ class Linli:
 
     def _handle_all(self, batch: list[tuple[Incoming, Keep | None]]) -> list[list[Queued]]:
         now = self.clock.now()
+        grouped = len(batch) > 1
         with session(self.engine) as db:
             flushes = [0]  # a query's autoflush empties db.new: count what was written instead
             event.listen(db, "after_flush", lambda *_: flushes.__setitem__(0, flushes[0] + 1))
-            results = [self._one(db, _whole(incoming), keep, now, flushes, nested=len(batch) > 1)
-                       for incoming, keep in batch]
             try:
+                results = [self._one(db, _whole(incoming), keep, now, flushes, grouped=grouped)
+                           for incoming, keep in batch]
                 db.commit()
-            except Exception:  # a commit that fails undoes the whole group: each goes again on its own
+            except Exception as error:  # one of the group must be undone, or the commit failed: one by one
                 self._roll_back(db)
-                if len(batch) == 1:
+                if not grouped:
                     raise
+                if not isinstance(error, _Alone):
+                    log.warning("a group of %s updates failed to commit (%s); each goes alone", len(batch), error)
                 return [self._handle(incoming, keep) for incoming, keep in batch]
         return results
 
     def _one(self, db: Session, incoming: Incoming, keep: Keep | None, now: datetime, flushes: list[int], *,
-             nested: bool) -> list[Queued]:
-        """One update, inside the caller's transaction (in a savepoint of it when `nested`)."""
-        savepoint = db.begin_nested() if nested else None
+             grouped: bool) -> list[Queued]:
+        """One update, inside the caller's transaction. In a group, what needs undoing raises `_Alone`."""
 
         def undo(*, wrote: bool = True) -> None:
-            if savepoint is not None:
-                savepoint.rollback()
-            else:
-                db.rollback()
-            if wrote:
-                self.directory.forget()  # snapshots made in this transaction may name rows that are gone
+            if not wrote:
+                return  # nothing of this update is in the transaction: the others' stays
+            if grouped:
+                raise _Alone
+            db.rollback()
+            self.directory.forget()  # snapshots made in this transaction may name rows that are gone
 
         flushed_before = flushes[0]
         turn = self._turn(db, incoming, now)
@@ -142,9 +149,9 @@ class Linli:
                 undo()
                 return []
             db.flush()
-            if savepoint is not None:
-                savepoint.commit()
             return queued
+        except _Alone:
+            raise
         except IntegrityError:
             undo()
             if incoming.message_id and repo.was_delivered(db, incoming.service, incoming.chat_id,

@@ -147,6 +147,8 @@ class Follower(SQLModel, table=True):
 class Event(SQLModel, table=True):
     """The immutable history of an order: who did what, when, from which chat message."""
 
+    __table_args__ = (Index("ix_event_actor_at", "actor_id", "at"),)  # what a person did a moment ago
+
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(foreign_key="work_order.id", index=True)
     action: str = Field(max_length=16)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import Insert, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, select
@@ -32,14 +34,17 @@ from storage.models import (
 
 def record_delivery(db: Session, service: str, chat: str, message_ref: str, now: datetime) -> bool:
     """Remember a delivered message; False if it was handled before. One statement on both backends."""
-    upsert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
-    statement = (
-        upsert(Delivery.__table__)  # type: ignore[attr-defined]
-        .values(service=service, chat=chat, message_ref=message_ref, at=now)
-        .on_conflict_do_nothing(index_elements=["service", "chat", "message_ref"])
-        .returning(Delivery.__table__.c.id)  # type: ignore[attr-defined]
-    )
-    return db.connection().execute(statement).first() is not None
+    statement = _recording(db.get_bind().dialect.name)
+    values = {"service": service, "chat": chat, "message_ref": message_ref, "at": now}
+    return db.connection().execute(statement, values).first() is not None
+
+
+@functools.cache
+def _recording(dialect: str) -> Any:
+    upsert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    return (upsert(table).on_conflict_do_nothing(index_elements=["service", "chat", "message_ref"])
+            .returning(table.c.id))
 
 
 def was_delivered(db: Session, service: str, chat: str, message_ref: str) -> bool:
@@ -156,9 +161,15 @@ def insert_row(db: Session, row: SQLModel) -> int:
 
 def insert_values(db: Session, model: type[SQLModel], values: dict) -> int:
     """Insert one row given as plain values (building a model object costs more than the INSERT)."""
-    table = model.__table__  # type: ignore[attr-defined]
     values = {name: value for name, value in values.items() if name != "id"}
-    return db.connection().execute(insert(table).returning(table.c.id), values).scalar_one()
+    return db.connection().execute(_inserting(model), values).scalar_one()
+
+
+@functools.cache
+def _inserting(model: type[SQLModel]) -> Insert:
+    """The INSERT … RETURNING id of a table, built once (building it costs more than running it)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    return insert(table).returning(table.c.id)
 
 
 _COUNTER = Counter.__table__  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""the inbox: updates stored before they are acknowledged, lane leases, and two indexes of the hot path
+"""the inbox: updates stored before they are acknowledged, lane leases, and three indexes of the hot path
 
 Revision ID: 0006
 Revises: 0005
@@ -43,9 +43,11 @@ def upgrade() -> None:
 
     op.create_index("ix_order_reporter", "work_order", ["reporter_id", "chat_id"], unique=False)
     op.create_index("ix_prompt_person", "prompt", ["person_id", "kind"], unique=False)
+    op.create_index("ix_event_actor_at", "event", ["actor_id", "at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_event_actor_at", table_name="event")
     op.drop_index("ix_prompt_person", table_name="prompt")
     op.drop_index("ix_order_reporter", table_name="work_order")
     op.drop_table("lanelease")

@@ -1,0 +1,116 @@
+"""The inbox: updates stored before they are acknowledged, handled once, several in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlmodel import col, select
+
+from bot.inbox import InboxLanes
+from handlers import inbox, intake
+from handlers.inbox import Arrival, Stored
+from handlers.protocol import Incoming, Kind
+from storage.db import session
+from storage.models import Inbox, Order, Outbox
+from tests.neighbourhood import GROUP, Neighbourhood
+
+
+def said(n: int, text: str, who: str = "王阿姨", chat: str = GROUP) -> Incoming:
+    return Incoming(service="console", chat_id=chat, sender_id=who, sender_name=who, text=text,
+                    message_id=f"msg-{n}", known_by_name=True)
+
+
+def stored(hood: Neighbourhood, *updates: Incoming) -> list[Stored]:
+    arrivals = [Arrival(u.message_id or "", f"chat:{u.chat_id}", {"n": u.message_id}) for u in updates]
+    return inbox.store_now(hood.engine, "console", arrivals, hood.clock.now())
+
+
+def orders(hood: Neighbourhood) -> list[str]:
+    with session(hood.engine) as db:
+        return [order.text for order in db.exec(select(Order).order_by(col(Order.id)))]
+
+
+def unhandled(hood: Neighbourhood) -> list[int]:
+    with session(hood.engine) as db:
+        return [row.id or 0 for row in db.exec(select(Inbox).where(col(Inbox.handled_at).is_(None)))]
+
+
+def test_an_update_is_stored_once_and_handled_once(hood: Neighbourhood) -> None:
+    report = said(1, "3栋2单元楼道灯坏了，晚上黑漆漆的")
+    first = stored(hood, report)
+    assert stored(hood, report) == [], "Telegram sent it again: it is in the inbox already"
+    queued = hood.core.take(report, first[0].id, hood.core.owner)
+    assert [action.kind for _, action in queued] == [Kind.CARD] and all(row for row, _ in queued)
+    assert hood.core.take(report, first[0].id, hood.core.owner) == [], "handled already: nothing again"
+    assert orders(hood) == ["3栋2单元楼道灯坏了，晚上黑漆漆的"] and unhandled(hood) == []
+    with session(hood.engine) as db:
+        card = db.exec(select(Outbox)).one()
+    assert card.claimed_by == hood.core.owner and card.sent_at is None, "queued, leased to this process"
+
+
+def test_a_group_commit_keeps_each_update_apart(hood: Neighbourhood) -> None:
+    """Chatter, a second delivery and a failing update in one group: the others are filed all the same."""
+    updates = [said(1, "3栋2单元楼道灯坏了"), said(2, "收到，谢谢"), said(1, "3栋2单元楼道灯坏了"),
+               said(3, "5号楼电梯门关不上", who="李叔"), said(4, "7幢1单元水管漏水了", who="赵大爷")]
+    rows = stored(hood, *[u for u in updates if u is not updates[2]])
+    ids = [rows[0].id, rows[1].id, rows[0].id, rows[2].id, rows[3].id]
+    original = intake.file_order
+
+    def broken_for_zhao(turn, text, verdict):  # type: ignore[no-untyped-def]
+        if "7幢" in text:
+            raise RuntimeError("a bug")
+        return original(turn, text, verdict)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(intake, "file_order", broken_for_zhao)
+        results = hood.core.take_many(list(zip(updates, ids, strict=True)), hood.core.owner)
+    keys = [[action.text.key for _, action in queued] for queued in results]
+    assert keys[0] == ["card.filed"] and keys[1] == [] and keys[2] == [] and keys[3][0] == "card.filed"
+    assert keys[4] == ["error.internal"], "the failing one is told so; the others are not undone"
+    assert orders(hood) == ["3栋2单元楼道灯坏了", "5号楼电梯门关不上"]
+    assert unhandled(hood) == [rows[1].id], "only the chatter waits to be marked, together with others later"
+
+
+async def test_lanes_handle_a_chat_in_order_and_chats_side_by_side(hood: Neighbourhood) -> None:
+    """A slow chat does not hold up another; within a chat the order received is the order handled."""
+    slow_started, slow_may_go = asyncio.Event(), asyncio.Event()
+    handled: list[tuple[str, int]] = []
+
+    async def handle(batch: list[Stored]) -> None:
+        for update in batch:
+            if update.payload["slow"]:
+                slow_started.set()
+                await slow_may_go.wait()
+            handled.append((update.lane, update.payload["n"]))
+
+    lanes = InboxLanes("console", hood.engine, hood.clock, handle, owner=hood.core.owner)
+    await lanes.receive([Arrival(f"a{n}", "chat:A", {"n": n, "slow": n == 0}) for n in range(5)])
+    await slow_started.wait()
+    await lanes.receive([Arrival("b0", "chat:B", {"n": 0, "slow": False})])
+    await asyncio.wait_for(_until(lambda: ("chat:B", 0) in handled), 5)
+    assert [n for lane, n in handled if lane == "chat:A"] == [], "chat A still waits on its first update"
+    slow_may_go.set()
+    await asyncio.wait_for(lanes.idle(), 5)
+    assert [n for lane, n in handled if lane == "chat:A"] == [0, 1, 2, 3, 4]
+    assert unhandled(hood) == [], "every update is marked handled"
+    await lanes.stop()
+
+
+async def test_a_restart_goes_on_with_what_was_waiting(hood: Neighbourhood) -> None:
+    rows = stored(hood, said(1, "3栋2单元楼道灯坏了"), said(2, "5号楼电梯门关不上", who="李叔"))
+    seen: list[int] = []
+
+    async def handle(batch: list[Stored]) -> None:
+        seen.extend(update.id for update in batch)
+
+    lanes = InboxLanes("console", hood.engine, hood.clock, handle, owner=hood.core.owner)
+    await lanes.recover()
+    await asyncio.wait_for(lanes.idle(), 5)
+    assert seen == [row.id for row in rows] and unhandled(hood) == []
+    await lanes.stop()
+
+
+async def _until(condition) -> None:  # type: ignore[no-untyped-def]
+    while not condition():
+        await asyncio.sleep(0.01)
