@@ -24,6 +24,7 @@ from sqlmodel import Session
 from bot.delivery import Item, Lanes, defer_link
 from bot.inbox import InboxLanes
 from bot.settings import SettingsError
+from handlers import outbox
 from handlers.inbox import Stored
 from handlers.protocol import Incoming, Kind, Outgoing
 from handlers.router import Linli, Queued
@@ -116,6 +117,13 @@ class Transport(ABC):
     def carrier(self) -> Callable[[Outgoing], Awaitable[None]]:
         """What carries one batch of actions: `carry`, unless a service keeps state per batch."""
         return self.carry
+
+    async def resume(self) -> None:
+        """On starting, before anything new: what a stopped or killed process left queued for this service
+        joins the lanes first, so each chat still reads its messages in order."""
+        taken = await self.core.call(outbox.claim, self.engine, self.core.owner, self.core.clock.now(),
+                                     service=self.service)
+        self.outbound.submit(Item(action, row, tried) for row, action, tried in taken)
 
     async def take_many(self, updates: list[Stored]) -> None:
         """Handle updates of one chat from the inbox, in order: translate them and hand them to the core

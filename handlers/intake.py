@@ -6,8 +6,9 @@ import re
 from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Select, bindparam, or_
+from sqlalchemy import Select, bindparam, or_, update
 from sqlmodel import col, select
 
 from handlers import orders
@@ -117,16 +118,23 @@ def _keep_for_a_moment(turn: Turn, text: str, verdict: Triage) -> None:
                        payload={"text": text, "photos": list(turn.incoming.photos)}))
 
 
-def _fragments(turn: Turn) -> list[Prompt]:
-    """What the person said just before, kept to join the report it belongs to; taken once."""
-    found = list(turn.db.exec(select(Prompt).where(
-        Prompt.kind == FRAGMENT, Prompt.person_id == turn.person.id, Prompt.chat_id == turn.chat.id,
-        col(Prompt.answered_at).is_(None), Prompt.created_at >= turn.now - GROUPING_WINDOW)
-        .order_by(col(Prompt.id))))
-    for fragment in found:
-        fragment.answered_at = turn.now
-        turn.db.add(fragment)
-    return found
+def _fragments(turn: Turn) -> list[dict[str, Any]]:
+    """What the person said just before (its payloads), kept to join the report it belongs to; taken once."""
+    found = turn.db.connection().execute(_FRAGMENTS, {"kind": FRAGMENT, "person": turn.person.id, "chat": turn.chat.id,
+                                                      "since": turn.now - GROUPING_WINDOW}).all()
+    if found:
+        turn.db.execute(update(Prompt).where(col(Prompt.id).in_([row_id for row_id, _ in found]))
+                        .values(answered_at=turn.now))
+    return [payload for _, payload in found]
+
+
+_FRAGMENTS = (  # run at every report: built once
+    select(Prompt.id, Prompt.payload)
+    .where(Prompt.person_id == bindparam("person"), Prompt.kind == bindparam("kind"),
+           Prompt.chat_id == bindparam("chat"), col(Prompt.answered_at).is_(None),
+           Prompt.created_at >= bindparam("since"))
+    .order_by(col(Prompt.id))
+)
 
 
 def amend(turn: Turn, order: Order, text: str, verdict: Triage) -> None:
@@ -156,8 +164,8 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
     assert person.id is not None and turn.chat.id is not None
     before = _fragments(turn) if not turn.incoming.is_direct else []
     if before:  # "3栋" or a photo just before: they are part of this report
-        text = "\n".join([*(f.payload.get("text", "") for f in before if f.payload.get("text")), text]).strip()
-        named = next((f for f in reversed(before) if f.payload.get("text")), None)
+        text = "\n".join([*(f.get("text", "") for f in before if f.get("text")), text]).strip()
+        named = next((f for f in reversed(before) if f.get("text")), None)
         if named is not None and not verdict.location.building:
             verdict = replace(verdict, location=judge(turn, text, explicit=True).location)
     grid = _grid_for(turn, verdict)
@@ -187,7 +195,7 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
         "order_id": order.id, "action": Action.REPORT.value, "actor_id": person.id, "from_state": None,
         "to_state": order.state, "at": turn.now, "chat_id": turn.chat.id,
         "message_ref": turn.incoming.message_id, "detail": detail})
-    earlier = [ref for fragment in before for ref in fragment.payload.get("photos", [])]
+    earlier = [ref for fragment in before for ref in fragment.get("photos", [])]
     for ref in [*earlier, *turn.incoming.photos]:
         repo.insert_values(db, Photo, {"order_id": order.id, "event_id": event_id, "service": turn.incoming.service,
                                        "ref": ref, "purpose": "report", "at": turn.now})

@@ -162,8 +162,8 @@ def release(engine: Engine, row_ids: list[int], owner: str) -> None:
             db.commit()
 
 
-def claim(engine: Engine, owner: str, now: datetime, *, lease: timedelta = LEASE,
-          limit: int = 200) -> list[tuple[int, Outgoing, int]]:
+def claim(engine: Engine, owner: str, now: datetime, *, lease: timedelta = LEASE, limit: int = 200,
+          service: str | None = None) -> list[tuple[int, Outgoing, int]]:
     """Take the actions that are due for `owner` to deliver. Another instance skips them until the lease
     runs out (at once when it was held by a process of this machine that is gone), so a process killed
     mid-delivery loses nothing: its rows are taken over. Each comes with the
@@ -180,6 +180,8 @@ def claim(engine: Engine, owner: str, now: datetime, *, lease: timedelta = LEASE
             .order_by(col(Outbox.id))
             .limit(limit)
         )
+        if service is not None:
+            query = query.where(Outbox.service == service)
         if db.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = db.exec(query).all()

@@ -43,7 +43,7 @@ from tests.servers.telegram_api import BotMessage, Chat, TelegramApiServer, User
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "linli.example.toml"
 WAIT = 8.0  # seconds any single expectation may take
-NO_LIMITS = {"group_max_rate": 0, "overall_max_rate": 0}  # PTB's limiter would space a test's burst over minutes
+NO_LIMITS = {"group_messages": 0, "overall_messages": 0}  # the limiter would space a test's burst over minutes
 # PTB's own RetryAfter warns about a future type of its `retry_after` whenever a 429 is raised
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 

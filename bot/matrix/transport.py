@@ -196,7 +196,8 @@ class MatrixTransport(Transport):
         first = self._since is None
         response = await self._sync_once(full_state=True, timeline_limit=1 if first else self.timeline_limit)
         self._ready = True
-        await self.inbound.recover()  # what a crash or a stop left in the inbox goes first
+        await self.resume()  # what a crash or a stop left to say goes first,
+        await self.inbound.recover()  # then what it left to handle
         await self._process(response, history=first)  # first start: history is not ours to handle
 
     async def _run(self, connected: bool) -> None:

@@ -13,7 +13,8 @@ before it confirms them to Telegram (the next call's offset), and its own webhoo
 only after the update is stored. Updates are then handled in order per chat, chats side by side
 (`bot/inbox.py`); what the core says is queued in the outbox and posted in per-chat lanes
 (`bot/delivery.py`), so a group waiting out Telegram's 20 messages a minute holds up only itself. PTB's
-`AIORateLimiter` spaces the calls and waits out `429 Too Many Requests`; network errors are tried again
+Linli's own rate limiter (`bot/telegram/ratelimit.py`) spaces what goes into each group and waits out a
+`429 Too Many Requests` in that chat only; network errors are tried again
 with backoff; what still cannot go waits in the outbox, and the scheduler hands it back here later.
 Telegram may deliver an update twice: the inbox keeps each update id once, and the core drops a message
 or press it has handled before, so a restart that receives unconfirmed updates again changes nothing.
@@ -56,7 +57,7 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder
 
 from bot.delivery import Undeliverable
 from bot.render import TELEGRAM_MENU as COMMANDS
@@ -77,6 +78,7 @@ from bot.telegram.format import (
     press_id,
     user_link,
 )
+from bot.telegram.ratelimit import ChatRateLimiter
 from bot.telegram.webhook import WebhookEndpoint
 from bot.transport import LoginFailed, Transport
 from handlers.inbox import Arrival, Stored
@@ -139,7 +141,7 @@ class TelegramTransport(Transport):
             raise SettingsError(f"--webhook: use an https:// URL, not {webhook!r}")
         self.poll_timeout = poll_timeout
         self.admin_ttl = admin_ttl
-        self.rate_limits = rate_limits or {}  # AIORateLimiter's own defaults: 30/s overall, 20/min a group
+        self.rate_limits = rate_limits or {}  # ChatRateLimiter's: 30/s overall, 20 a minute into a group
         self.max_retries = max(1, max_retries)
         self.network_tries = max(1, network_tries)
         self.request_timeout = request_timeout
@@ -205,7 +207,7 @@ class TelegramTransport(Transport):
             log.error("Telegram: gave up connecting: %s", error, exc_info=not isinstance(error, SettingsError))
 
     def _build(self) -> Application:
-        limiter = AIORateLimiter(max_retries=self.max_retries, **self.rate_limits)  # type: ignore[arg-type]
+        limiter = ChatRateLimiter(max_retries=self.max_retries, **self.rate_limits)
         app = (
             ApplicationBuilder()
             .token(self._token)
@@ -234,7 +236,8 @@ class TelegramTransport(Transport):
         self.core.add_bot_names(bot.username)
         if self.register_commands:
             await self._set_commands()
-        await self.inbound.recover()  # what a crash or a stop left in the inbox goes first
+        await self.resume()  # what a crash or a stop left to say goes first,
+        await self.inbound.recover()  # then what it left to handle
         if self.webhook:
             await self._start_webhook()
         else:

@@ -67,7 +67,7 @@ async def _bench(server: Any, updates: int, database_url: str | None, timeout: f
         settings = SimpleNamespace(telegram_token=SecretStr(server.token), telegram_api_url=server.base_url,
                                    database_url=url)
         transport = TelegramTransport(core, settings, poll_timeout=1, commands=False,
-                                      rate_limits={"group_max_rate": 0, "overall_max_rate": 0})
+                                      rate_limits={"group_messages": 0, "overall_messages": 0})
         try:
             await transport.start()
             return await _run(server, transport, updates, timeout)
