@@ -209,3 +209,14 @@ def settle(engine: Engine, row_ids: list[int], now: datetime, error: str | None 
                 row.claimed_until = None
             db.add(row)
         db.commit()
+
+
+def recently_sent(engine: Engine, service: str, since: datetime) -> list[tuple[str, datetime]]:
+    """The chats this service posted into since `since`, one entry a message (a restart's rate limiter
+    starts from what its predecessor sent)."""
+    with session(engine) as db:
+        rows = db.exec(select(Outbox.payload, Outbox.sent_at).where(
+            Outbox.service == service, col(Outbox.sent_at) >= since).order_by(col(Outbox.sent_at)))
+        return [(str(payload.get("chat_id") or ""), sent_at) for payload, sent_at in rows
+                if payload.get("chat_id") and payload.get("kind") in ("send", "card") and sent_at is not None]
+

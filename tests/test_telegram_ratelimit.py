@@ -56,3 +56,15 @@ async def test_a_group_gets_its_messages_a_minute_and_no_burst_beyond() -> None:
     assert not fourth.done(), "a fourth message into the same group waits for the window"
     assert calls.made.count(("sendMessage", "-100")) == 3
     fourth.cancel()
+
+
+async def test_what_was_sent_before_a_restart_still_counts() -> None:
+    calls, limiter = Calls(), ChatRateLimiter(group_messages=3)
+    for ago in (50.0, 30.0, 10.0):  # the killed process posted three messages into the group lately
+        limiter.remember("-100", ago)
+    limiter.remember("-100", 90.0)  # this one is older than the window: it no longer counts
+    waiting = calls.request(limiter, "sendMessage", -100)
+    other = calls.request(limiter, "sendMessage", -200)
+    await asyncio.wait_for(other, 2)
+    assert not waiting.done(), "the group's window is full from before the restart"
+    waiting.cancel()

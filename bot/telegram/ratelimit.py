@@ -40,6 +40,15 @@ class ChatRateLimiter(BaseRateLimiter[None]):
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._held_until: dict[str, float] = {}  # a chat Telegram told to wait (429), until when
 
+    def remember(self, chat: str, ago: float) -> None:
+        """A message went into `chat` `ago` seconds ago (sent by the process before a restart): it counts.
+        Give them oldest first."""
+        when = asyncio.get_running_loop().time() - ago
+        if _is_group(chat) and 0 <= ago < self.group[1]:
+            self._sent[chat].append(when)
+        if 0 <= ago < self.overall[1]:
+            self._sent[""].append(when)
+
     async def initialize(self) -> None:
         """Nothing to set up."""
 

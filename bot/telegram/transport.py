@@ -30,6 +30,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from html import escape
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -78,9 +79,10 @@ from bot.telegram.format import (
     press_id,
     user_link,
 )
-from bot.telegram.ratelimit import ChatRateLimiter
+from bot.telegram.ratelimit import GROUP_WINDOW, ChatRateLimiter
 from bot.telegram.webhook import WebhookEndpoint
 from bot.transport import LoginFailed, Transport
+from handlers import outbox
 from handlers.inbox import Arrival, Stored
 from handlers.protocol import Incoming, Kind, Outgoing, from_json, to_json
 from handlers.router import Linli
@@ -158,6 +160,7 @@ class TelegramTransport(Transport):
         self._online = False  # logged in: calls may go out
         self._endpoint: WebhookEndpoint | None = None
         self._polling: asyncio.Task[None] | None = None
+        self._limiter = ChatRateLimiter()
         self._offset: int | None = None  # the first update not stored yet: asking from it confirms the others
         self._admin_cache: dict[int, tuple[float, frozenset[int]]] = {}
         self._blind: set[str] = set()  # groups whose ordinary messages privacy mode hides from the bot
@@ -207,7 +210,7 @@ class TelegramTransport(Transport):
             log.error("Telegram: gave up connecting: %s", error, exc_info=not isinstance(error, SettingsError))
 
     def _build(self) -> Application:
-        limiter = ChatRateLimiter(max_retries=self.max_retries, **self.rate_limits)
+        limiter = self._limiter = ChatRateLimiter(max_retries=self.max_retries, **self.rate_limits)
         app = (
             ApplicationBuilder()
             .token(self._token)
@@ -236,6 +239,7 @@ class TelegramTransport(Transport):
         self.core.add_bot_names(bot.username)
         if self.register_commands:
             await self._set_commands()
+        await self._remember_what_was_sent()
         await self.resume()  # what a crash or a stop left to say goes first,
         await self.inbound.recover()  # then what it left to handle
         if self.webhook:
@@ -249,6 +253,14 @@ class TelegramTransport(Transport):
         log.info("Telegram: @%s is %s (privacy mode %s)", bot.username,
                  f"listening for webhooks at {self.webhook}" if self.webhook else "polling",
                  "off" if self.me.reads_all else "on: it reads groups where it is an admin")
+
+    async def _remember_what_was_sent(self) -> None:
+        """What the process before this one posted in the last minute still counts against each group's limit:
+        a restart does not start with a burst that Telegram refuses."""
+        now = self.core.clock.now()
+        recent = await self.core.call(outbox.recently_sent, self.engine, SERVICE, now - timedelta(seconds=GROUP_WINDOW))
+        for chat, at in recent:
+            self._limiter.remember(chat, (now - at).total_seconds())
 
     async def _start_webhook(self) -> None:
         assert self.webhook and self.listen
