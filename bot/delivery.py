@@ -73,6 +73,11 @@ def defer_link(action: Outgoing, message_ref: str) -> bool:
     return True
 
 
+def _behind(row: int | None, ahead: int | None) -> bool:
+    """A row handed back from the outbox waits if it came after the one its lane waits on."""
+    return row is not None and ahead is not None and row > ahead
+
+
 def lane_of(action: Outgoing) -> str:
     """The lane an action keeps its order in: its chat; a direct message's person; else its order."""
     if action.kind is Kind.DIRECT:
@@ -185,8 +190,20 @@ class Lanes:
         queue, carry = self._queues[key], self.carrier()
         try:
             while queue:
-                await self._step(key, queue.popleft(), carry)
+                item = queue.popleft()
+                try:
+                    await self._step(key, item, carry)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # the outbox could not be written (the database away): the row
+                    # stays unsent and unrenewed, so the scheduler hands it back when its lease runs out
+                    log.exception("%s: could not settle %s", self.name, item.action.text.key)
+                    self._rows.discard(item.row or 0)
+                    self._held[key] = (item.row, repr(error))
+                    self._finish(item, repr(error))
         finally:
+            for item in queue:  # cancelled: whoever waits on one hears it was not posted
+                self._finish(item, "stopped")
             del self._tasks[key]
             if not queue:
                 self._queues.pop(key, None)
@@ -195,9 +212,9 @@ class Lanes:
 
     async def _step(self, key: str, item: Item, carry: Carry) -> tuple[str | None, bool]:
         """Post one item of lane `key`, unless the lane waits behind a parked one: then it waits too. An item
-        handed back from the outbox goes (the parked ones come back in order)."""
+        handed back from the outbox goes, unless it came after the one its lane now waits on."""
         held = self._held.get(key)
-        if held is not None and item.tried is None:
+        if held is not None and (item.tried is None or _behind(item.row, held[0])):
             ahead, reason = held
             await self._park(item, reason, behind=ahead)
             self._held[key] = (item.row or ahead, reason)

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from handlers import inbox
@@ -28,9 +29,10 @@ from scheduler.sweep import Offload, inline
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.2  # seconds: updates that changed nothing are marked handled together
-LOOK_EVERY = 1.0  # seconds, with several processes: how often to look for updates another one stored
+LOOK_EVERY = 1.0  # seconds: how often to look for updates another process stored, or a lane let wait
 BATCH = 32  # updates of one chat handled in one transaction when they come in a burst
 RETRY_PAUSES = (1.0, 4.0)  # seconds before trying a batch that failed again
+AWAY_PAUSES = (1.0, 30.0)  # seconds between tries while the database is away: the first, the longest
 
 
 class InboxLanes:
@@ -64,7 +66,7 @@ class InboxLanes:
     async def recover(self) -> None:
         """Queue what is still waiting in the inbox (a crash, a restart, another process), oldest first."""
         self.submit(await self.offload(inbox.waiting, self.engine, self.service))
-        if self.shared and self._looker is None:
+        if self._looker is None:  # what another process stored, or a lane could not handle for now
             self._looker = asyncio.create_task(self._look(), name=f"{self.name}-inbox-look")
 
     def submit(self, stored: list[Stored]) -> None:
@@ -99,33 +101,30 @@ class InboxLanes:
     async def _drain(self, lane: str) -> None:
         queue = self._queues[lane]
         try:
-            if self.shared and not await self._hold(lane):
-                for update in queue:  # the process that holds the lane handles them, from the database
-                    self._known.discard(update.id)
-                queue.clear()
-                return
-            if self.shared:  # older updates of this lane another process stored (and died holding) go first
-                older = [u for u in await self.offload(inbox.waiting, self.engine, self.service, lane=lane)
-                         if u.id not in self._known]
-                self._known.update(u.id for u in older)
-                merged = sorted([*queue, *older], key=lambda u: u.id)
-                queue.clear()
-                queue.extend(merged)
-            held_at = time.monotonic()
-            while queue:
-                if self.shared and time.monotonic() - held_at > inbox.LANE_LEASE.total_seconds() / 3:
-                    await self._hold(lane)  # still at it: the lease is renewed
-                    held_at = time.monotonic()
+            held_at = 0.0
+            while True:
+                if self.shared:  # every batch: the lease, and what other processes stored, in the order stored
+                    if time.monotonic() - held_at > inbox.LANE_LEASE.total_seconds() / 3:
+                        if not await self._hold(lane):
+                            break  # another process holds the lane: it handles these, from the database
+                        held_at = time.monotonic()
+                    await self._merge_waiting(lane, queue)
+                if not queue:
+                    break
                 batch = [queue.popleft() for _ in range(min(len(queue), BATCH))]
                 await self._handle(batch)
                 self.handled += len(batch)
                 self._quiet.extend(update.id for update in batch)
                 if self._flusher is None or self._flusher.done():
                     self._flusher = asyncio.create_task(self._flush_soon(), name=f"{self.name}-inbox-flush")
-                if not queue and self.shared:
-                    queue.extend(u for u in await self._more(lane) if u.id not in self._known)
-                    self._known.update(u.id for u in queue)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database away while taking the lease: the updates wait there, looked for again
+            log.exception("%s: lane %s stopped for now; its updates wait in the inbox", self.name, lane)
         finally:
+            for update in queue:  # not handled here: found again in the inbox (`_look`)
+                self._known.discard(update.id)
+            queue.clear()
             del self._tasks[lane]
             self._queues.pop(lane, None)
             if self.shared:
@@ -134,17 +133,35 @@ class InboxLanes:
             if not self._tasks:
                 self._idle.set()
 
+    async def _merge_waiting(self, lane: str, queue: deque[Stored]) -> None:
+        """What other processes stored for this lane (or left when they died) joins the queue, in id order."""
+        found = [u for u in await self.offload(inbox.waiting, self.engine, self.service, lane=lane)
+                 if u.id not in self._known]
+        if found:
+            self._known.update(u.id for u in found)
+            merged = sorted([*queue, *found], key=lambda u: u.id)
+            queue.clear()
+            queue.extend(merged)
+
     async def _handle(self, batch: list[Stored]) -> None:
-        """Hand a batch to the transport; a failure (the database away) is tried again a few times, then the
-        batch is let go, logged: a broken update must not block its chat for good."""
-        for pause in (*RETRY_PAUSES, None):
+        """Hand a batch to the transport. While the database is away it is tried again and again (nothing is
+        lost); a batch that fails otherwise (a bug) is tried a few times, then let go, logged: a broken update
+        must not block its chat for good."""
+        pauses, away = iter(RETRY_PAUSES), AWAY_PAUSES[0]
+        while True:
             try:
                 await self.handle(batch)
                 return
             except asyncio.CancelledError:
                 raise
+            except (OperationalError, InterfaceError) as error:
+                log.warning("%s: the database is away (%s); trying updates %s again in %.0f s", self.name, error,
+                            [u.id for u in batch], away)
+                await asyncio.sleep(away)
+                away = min(away * 2, AWAY_PAUSES[1])
             except Exception:
                 log.exception("%s: could not handle updates %s", self.name, [u.id for u in batch])
+                pause = next(pauses, None)
                 if pause is None:
                     return
                 await asyncio.sleep(pause)
@@ -152,12 +169,6 @@ class InboxLanes:
     async def _hold(self, lane: str) -> bool:
         return bool(await self.offload(inbox.hold_lane, self.engine, self.service, lane, self.owner,
                                        self.clock.now()))
-
-    async def _more(self, lane: str) -> list[Stored]:
-        """Before letting a lane go: what another process stored for it meanwhile."""
-        if not await self._hold(lane):
-            return []
-        return list(await self.offload(inbox.waiting, self.engine, self.service, lane=lane))
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(FLUSH_EVERY)

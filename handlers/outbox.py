@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, insert, or_, update
+from sqlalchemy import Engine, bindparam, delete, insert, or_, update
 from sqlmodel import Session, col, select
 
 from handlers import leases
@@ -219,4 +219,12 @@ def recently_sent(engine: Engine, service: str, since: datetime) -> list[tuple[s
             Outbox.service == service, col(Outbox.sent_at) >= since).order_by(col(Outbox.sent_at)))
         return [(str(payload.get("chat_id") or ""), sent_at) for payload, sent_at in rows
                 if payload.get("chat_id") and payload.get("kind") in ("send", "card") and sent_at is not None]
+
+
+def prune(engine: Engine, now: datetime, keep: timedelta = timedelta(days=2)) -> int:
+    """Forget messages sent more than `keep` ago (what was given up stays, to be looked into)."""
+    with session(engine) as db:
+        gone = db.execute(delete(Outbox).where(col(Outbox.sent_at) < now - keep))
+        db.commit()
+        return int(gone.rowcount)  # type: ignore[attr-defined]
 

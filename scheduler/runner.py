@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
-from handlers import leases, outbox
+from handlers import inbox, leases, outbox
 from handlers.clock import Clock
 from handlers.turn import Community
 from scheduler.sweep import Deliver, Offload, deliver_due, inline, sweep
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = timedelta(hours=1)  # sent messages and handled updates are forgotten after two days
 
 
 class _SkippedTicks(logging.Filter):
@@ -42,6 +43,7 @@ class SweepRunner:
         self.offload = offload  # `linli run` passes the core's worker thread: the sweep never runs on the loop
         self.owner = owner or leases.new_owner()  # who holds a lease
         self.runs = 0
+        self._pruned: datetime | None = None
         self._ran = asyncio.Condition()
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -60,6 +62,10 @@ class SweepRunner:
         try:
             now = self.clock.now()
             await self.offload(sweep, self.engine, self.community, now)
+            if self._pruned is None or now - self._pruned >= PRUNE_EVERY:
+                self._pruned = now
+                await self.offload(outbox.prune, self.engine, now)
+                await self.offload(inbox.prune, self.engine, now)
             delivered = await deliver_due(self.engine, self.owner, now, self.deliver, lease=self.lease,
                                           offload=self.offload)
         except Exception:

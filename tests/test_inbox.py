@@ -114,3 +114,26 @@ async def test_a_restart_goes_on_with_what_was_waiting(hood: Neighbourhood) -> N
 async def _until(condition) -> None:  # type: ignore[no-untyped-def]
     while not condition():
         await asyncio.sleep(0.01)
+
+
+async def test_an_update_waits_while_the_database_is_away(hood: Neighbourhood, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Handling that fails because the database is away is tried again until it works, however long."""
+    from sqlalchemy.exc import OperationalError
+
+    from bot import inbox as lanes_module
+
+    monkeypatch.setattr(lanes_module, "AWAY_PAUSES", (0.001, 0.002))  # the growing pauses, shortened
+    monkeypatch.setattr(lanes_module, "RETRY_PAUSES", (0.001,))
+    failures = iter(range(6))  # longer than the pauses a bug gets
+    done: list[int] = []
+
+    async def handle(batch: list[Stored]) -> None:
+        if next(failures, None) is not None:
+            raise OperationalError("UPDATE …", {}, Exception("database is locked"))
+        done.extend(update.id for update in batch)
+
+    lanes = InboxLanes("console", hood.engine, hood.clock, handle, owner=hood.core.owner)
+    await lanes.receive([Arrival("a0", "chat:A", {})])
+    await asyncio.wait_for(lanes.idle(), 5)
+    assert len(done) == 1, "handled in the end, not let go"
+    await lanes.stop()

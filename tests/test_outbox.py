@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from handlers import outbox
 from handlers.protocol import Kind, Outgoing, Text
@@ -113,3 +115,29 @@ async def test_parking_on_the_worker_thread_still_counts_the_tries(hood: Neighbo
     assert any(row.given_up for row in rows), "an action that always fails is given up in the end"
     assert max(row.attempts for row in rows) == outbox.MAX_ATTEMPTS
     assert timedelta(0) < hood.clock.now() - min(row.created_at for row in rows)
+
+
+async def test_rows_handed_back_together_keep_their_order_when_the_first_fails_again(hood: Neighbourhood) -> None:
+    """After a restart two queued messages of one group come back; the first cannot go: the second waits."""
+    from bot.delivery import Item, Lanes, Undeliverable
+    from storage.db import session
+
+    actions = [Outgoing(Kind.SEND, Text("order.unknown", {"number": n}), service="telegram", chat_id="-100")
+               for n in (1, 2)]
+    with session(hood.engine) as db:
+        rows = outbox.put(db, actions, hood.clock.now(), owner="gone")
+        db.commit()
+    posted: list[int] = []
+
+    async def carry(action: Outgoing) -> None:
+        if action.text.params["number"] == 1:
+            raise Undeliverable("429 past its budget")
+        posted.append(action.text.params["number"])
+
+    lanes = Lanes("telegram", hood.engine, hood.clock, lambda: carry, name="Test")
+    lanes.submit([Item(action, row, 0) for row, action in zip(rows, actions, strict=True)])
+    await asyncio.wait_for(lanes.idle(), 5)
+    assert posted == [], "the second message does not overtake the first"
+    with session(hood.engine) as db:
+        waiting = db.exec(select(Outbox).where(col(Outbox.sent_at).is_(None)).order_by(col(Outbox.id))).all()
+    assert [row.id for row in waiting] == rows and waiting[1].next_at >= waiting[0].next_at
