@@ -290,10 +290,11 @@ def update_card(turn: Turn, order: Order) -> None:
 
 
 def card_update(db: Session, order: Order, card: Text, lang: str) -> Outgoing:
-    """Edit the order's cards where they stand. It goes in its chat's lane, so it never overtakes the card."""
+    """Edit the order's cards where they stand, through the service of its chat (one outbox row, one
+    transport). It goes in its chat's lane, so it never overtakes the card."""
     home = db.get(Chat, order.chat_id) if order.chat_id else None
-    return Outgoing(Kind.UPDATE_CARD, card, lang=lang, chat_id=home.external_id if home else "", order_id=order.id,
-                    buttons=card_buttons(order))
+    return Outgoing(Kind.UPDATE_CARD, card, lang=lang, service=home.service if home else "",
+                    chat_id=home.external_id if home else "", order_id=order.id, buttons=card_buttons(order))
 
 
 def tell_chat(

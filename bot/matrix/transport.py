@@ -45,6 +45,7 @@ from nio import (
 )
 from nio.api import MessageDirection
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.delivery import Undeliverable, once_key
 from bot.matrix.events import (
@@ -353,11 +354,13 @@ class MatrixTransport(Transport):
                 log.warning("Matrix sync failed (%s); trying again in %.0f s", error, pause)
                 await self.rest(pause)
                 continue
-            pauses = self.pauses()
             try:
                 await self._process(response, history=False)
-            except Exception:
-                log.exception("could not handle a Matrix sync response; going on with the next")
+                pauses = self.pauses()
+            except Exception:  # not stored (the database away): the same events come again with the old token
+                pause = next(pauses)
+                log.exception("could not store a Matrix sync response; syncing again in %.0f s", pause)
+                await self.rest(pause)
 
     async def _process(self, response: SyncResponse, *, history: bool) -> None:
         """Store one sync response's events in the inbox together with its token (one transaction: a restart
@@ -428,6 +431,8 @@ class MatrixTransport(Transport):
             try:
                 incoming = await self._event(stored.payload["room"], stored.payload["event"],
                                              encrypted=bool(stored.payload.get("encrypted")))
+            except (OperationalError, InterfaceError):
+                raise  # the database away: the lane tries the batch again
             except Exception:
                 log.exception("Matrix: could not read an event")
                 continue
