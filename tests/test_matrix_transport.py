@@ -209,12 +209,12 @@ class Town:
             self.core = Linli(engine, config or community({}), SystemClock())
         options = {"media_dir": self.tmp / "media", "poll_ms": 1000} | options
         self.transport = MatrixTransport(self.core, settings, **options)
-        await self.transport.start()
+        await asyncio.wait_for(self.transport.start(), 60)  # a hang fails here, saying where
         return self.transport
 
     async def stop(self) -> None:
         if self.transport is not None:
-            await self.transport.stop()
+            await asyncio.wait_for(self.transport.stop(), 90)
             self.transport = None
 
     async def room(self, owner: Member, *others: Member, name: str = "阳光小区3栋群",
