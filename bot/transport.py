@@ -26,7 +26,7 @@ from bot.inbox import InboxLanes
 from bot.settings import SettingsError
 from handlers import outbox
 from handlers.inbox import Stored
-from handlers.protocol import Incoming, Kind, Outgoing
+from handlers.protocol import Incoming, Outgoing
 from handlers.router import Linli, Queued
 from storage.db import session
 from storage.models import Memo
@@ -131,26 +131,15 @@ class Transport(ABC):
         raise NotImplementedError(f"{self.title} does not read its updates from the inbox")
 
     async def handle_many(self, updates: list[tuple[Incoming, Stored]]) -> list[list[Outgoing]]:
-        """`handle` for several updates of one chat, in one transaction of the core (group commit)."""
+        """The core handles stored updates of one chat (with what other chats hand in meanwhile, in one
+        transaction: group commit). In it each update's change is stored, the update marked handled and
+        what to say queued, which goes to its lanes now. Returns, for each, what is not kept (a press's
+        alerts)."""
         if not updates:
             return []
         results = await self.core.take_async([(incoming, stored.id) for incoming, stored in updates])
         await self.dispatch([(row, action) for queued in results for row, action in queued if row is not None])
         return [[action for row, action in queued if row is None] for queued in results]
-
-    async def handle(self, incoming: Incoming, update: Stored | None, *, wait: bool = False) -> list[Outgoing]:
-        """The core handles a stored update: in one transaction it stores the change, marks the update handled
-        and queues what to say, which goes to its lanes now (`wait`: and has gone, or was parked, when this
-        returns). Returns what is not kept (a press's alerts)."""
-        queued = await self.core.call(self.core.take, incoming, update.id if update else None, self.core.owner)
-        kept = [(row, action) for row, action in queued if row is not None]
-        if wait:
-            mine = [(row, a) for row, a in kept if a.service in ("", self.service) and a.kind is not Kind.DIRECT]
-            await self.dispatch([item for item in kept if item not in mine])
-            await self.outbound.run_items([Item(action, row) for row, action in mine])
-        else:
-            await self.dispatch(kept)
-        return [action for row, action in queued if row is None]
 
     async def post_queued(self, queued: list[Queued]) -> list[Queued]:
         """Queue actions kept in the outbox in this transport's lanes; returns those for another service."""

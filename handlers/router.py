@@ -424,9 +424,6 @@ class Linli:
                 if not done.done():
                     done.set_result(mine)
 
-    async def handle_async(self, incoming: Incoming) -> list[Outgoing]:
-        return await self.call(self.handle, incoming)
-
     async def warm_up(self) -> None:
         """Load the triage model on the worker before the first message needs it (about 0.3 s)."""
         from handlers.triage import current_model
