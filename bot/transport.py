@@ -32,6 +32,8 @@ from storage.db import session
 from storage.models import Memo
 
 FIRST_PAUSE, LONGEST_PAUSE = 1.0, 60.0  # seconds between tries to reach a service that is down
+HANDLING_GRACE = 30.0  # seconds a stop lets the updates received be handled (the rest waits in the inbox)
+SENDING_GRACE = 10.0  # seconds a stop waits for what is being posted (the rest waits in the outbox)
 
 
 class LoginFailed(SettingsError):
@@ -124,6 +126,14 @@ class Transport(ABC):
         taken = await self.core.call(outbox.claim, self.engine, self.core.owner, self.core.clock.now(),
                                      service=self.service)
         self.outbound.submit(Item(action, row, tried) for row, action, tried in taken)
+
+    async def finish_lanes(self) -> None:
+        """On stopping, once nothing new comes in: let the lanes finish for a while; what is left waits in the
+        inbox and the outbox for the next start."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.inbound.idle(), HANDLING_GRACE)
+        await self.inbound.stop()
+        await self.outbound.stop(grace=SENDING_GRACE)
 
     async def take_many(self, updates: list[Stored]) -> None:
         """Handle updates of one chat from the inbox, in order: translate them and hand them to the core

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from handlers import leases
 from storage.db import session
 from storage.models import Inbox, LaneLease
+from storage.repo import upsert
 
 LANE_LEASE = timedelta(seconds=30)
 _TABLE = Inbox.__table__  # type: ignore[attr-defined]
@@ -57,8 +57,7 @@ def store(db: Session, service: str, arrivals: list[Arrival], now: datetime) -> 
     rows = [{"service": service, "key": a.key[:255], "lane": a.lane[:255], "payload": a.payload,
              "received_at": now} for a in arrivals]
     table = Inbox.__table__  # type: ignore[attr-defined]
-    dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (dialect.insert(table).on_conflict_do_nothing(index_elements=["service", "key"])
+    statement = (upsert(db.get_bind().dialect.name)(table).on_conflict_do_nothing(index_elements=["service", "key"])
                  .returning(table.c.id, table.c.lane, table.c.payload, sort_by_parameter_order=True))
     return [Stored(row_id, lane, payload) for row_id, lane, payload in db.connection().execute(statement, rows)]
 
@@ -106,9 +105,8 @@ def hold_lane(engine: Engine, service: str, lane: str, owner: str, now: datetime
         held = db.get(LaneLease, (service, lane), with_for_update=db.get_bind().dialect.name == "postgresql")
         if held is None:
             values = {"service": service, "lane": lane, "owner": owner, "until": now + LANE_LEASE}
-            dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
             table = LaneLease.__table__  # type: ignore[attr-defined]
-            taken = db.execute(dialect.insert(table).on_conflict_do_nothing().values(**values))
+            taken = db.execute(upsert(db.get_bind().dialect.name)(table).on_conflict_do_nothing().values(**values))
             db.commit()
             return bool(taken.rowcount)  # type: ignore[attr-defined]
         if held.owner != owner and held.until >= now and not leases.gone(held.owner):

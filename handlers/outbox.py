@@ -127,20 +127,25 @@ def retry_later(engine: Engine, row_id: int, error: str, now: datetime, *, behin
         if row is None or row.sent_at is not None:
             return now
         if behind is None:
-            row.attempts += 1
-            row.given_up = row.attempts >= MAX_ATTEMPTS
-            row.next_at = now + FIRST_PAUSE * (2**row.attempts)
-            if row.given_up:
-                log.error("gave up on %s after %s attempts: %s", row.payload.get("text", {}).get("key"),
-                          row.attempts, error)
+            _back_off(row, error, now)
         else:
             ahead = db.get(Outbox, behind)
             row.next_at = max(row.next_at, ahead.next_at if ahead else now)
-        row.error = error[:500]
+            row.error = error[:500]
         row.claimed_by, row.claimed_until = None, None
         db.add(row)
         db.commit()
         return row.next_at
+
+
+def _back_off(row: Outbox, error: str, now: datetime) -> None:
+    """A try failed: the row waits twice as long as the last time, and is given up after `MAX_ATTEMPTS`."""
+    row.attempts += 1
+    row.error = error[:500]
+    row.given_up = row.attempts >= MAX_ATTEMPTS
+    row.next_at = now + FIRST_PAUSE * (2**row.attempts)
+    if row.given_up:
+        log.error("gave up on %s after %s attempts: %s", row.payload.get("text", {}).get("key"), row.attempts, error)
 
 
 def renew(engine: Engine, row_ids: list[int], owner: str, now: datetime, lease: timedelta = LEASE) -> None:
@@ -202,10 +207,7 @@ def settle(engine: Engine, row_ids: list[int], now: datetime, error: str | None 
             if error is None:
                 row.sent_at = now
             else:
-                row.attempts += 1
-                row.error = error[:500]
-                row.given_up = row.attempts >= MAX_ATTEMPTS
-                row.next_at = now + FIRST_PAUSE * (2**row.attempts)
+                _back_off(row, error, now)
                 row.claimed_until = None
             db.add(row)
         db.commit()

@@ -32,6 +32,11 @@ from storage.models import (
 )
 
 
+def upsert(dialect: str) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL spell it alike)."""
+    return sqlite_insert if dialect == "sqlite" else postgresql_insert
+
+
 def record_delivery(db: Session, service: str, chat: str, message_ref: str, now: datetime) -> bool:
     """Remember a delivered message; False if it was handled before. One statement on both backends."""
     statement = _recording(db.get_bind().dialect.name)
@@ -41,9 +46,8 @@ def record_delivery(db: Session, service: str, chat: str, message_ref: str, now:
 
 @functools.cache
 def _recording(dialect: str) -> Any:
-    upsert = sqlite_insert if dialect == "sqlite" else postgresql_insert
     table = Delivery.__table__  # type: ignore[attr-defined]
-    return (upsert(table).on_conflict_do_nothing(index_elements=["service", "chat", "message_ref"])
+    return (upsert(dialect)(table).on_conflict_do_nothing(index_elements=["service", "chat", "message_ref"])
             .returning(table.c.id))
 
 
@@ -184,9 +188,8 @@ def next_number(db: Session, community_id: int) -> int:
         .returning(_COUNTER.c.next_number)
     ).scalar_one_or_none()
     if taken is None:  # the first order: make the row (another process may make it meanwhile), then take
-        upsert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
-        db.connection().execute(upsert(_COUNTER).values(community_id=community_id, next_number=1)
-                                .on_conflict_do_nothing())
+        first = upsert(db.get_bind().dialect.name)(_COUNTER).values(community_id=community_id, next_number=1)
+        db.connection().execute(first.on_conflict_do_nothing())
         return next_number(db, community_id)
     return taken - 1
 

@@ -21,7 +21,6 @@ import itertools
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -35,27 +34,16 @@ import psycopg
 from aiohttp import web
 
 from tests.environment import without_linli_settings
+from tests.never_lose import CARD, IN_FLIGHT, LAST_GASP, LINLI, NUMBER, PROBLEMS, accepted, cards_in
 from tests.servers.postgres import free_port, to_psycopg_dsn
 from tests.servers.telegram_api import BotMessage, Chat, TelegramApiServer, User, WaitTimeout
 
-LINLI = Path(sys.executable).with_name("linli")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 HOOK_PATH = "/telegram/hook"
 GROUPS, PER_GROUP = 8, 10  # 10 cards a group: within one process's send budget of 20 a minute a group
 START_WAIT = 45.0  # seconds `linli run` may take to set its webhook (it loads the triage model first)
 SETTLE_WAIT = 90.0  # seconds the survivor may take to handle every update and post every card
-# Telegram's sendMessage has no idempotency key: a card Telegram accepted just before the SIGKILL, before the
-# dying process could note that it went out, may honestly be posted again by the survivor (the only
-# alternative is to risk losing it). As in test_never_lose_telegram.py, a repeated card is forgiven only then:
-# when Telegram accepted the first one at most this many seconds before the kill, or while the process died.
-IN_FLIGHT = 1.0
-LAST_GASP = 0.5  # seconds after the killed process is reaped in which the server may still log its last request
-CARD = "已登记"
 MARKER = re.compile(r"LB(\d)S(\d\d)")  # group and sequence number of each report; the card's title shows it
-NUMBER = re.compile(r"#(\d+)")
-# Everyday, non-urgent problems: no red alert, no "possible emergency" question to share a group's send budget.
-PROBLEMS = ("楼道灯不亮了", "垃圾桶满了没人清", "单元门禁刷不开", "门口路灯坏了", "绿化带杂草太高了",
-            "楼下自行车乱停", "楼道墙皮脱落", "快递柜屏幕不亮", "健身器材螺丝松了", "信箱门关不上")
 
 
 @dataclass(frozen=True)
@@ -259,18 +247,10 @@ def trail(reports: list[Report], group_index: int, tg: TelegramApiServer, proxy:
     return "\n".join(lines)
 
 
-def cards_in(tg: TelegramApiServer, groups: list[Chat]) -> list[BotMessage]:
-    return [message for group in groups for message in tg.bot_messages(group) if CARD in (message.text or "")]
-
 
 def markers_of(message: BotMessage) -> list[str]:
     return [match.group(0) for match in MARKER.finditer(message.text or "")]
 
-
-def accepted(tg: TelegramApiServer) -> dict[tuple[int, int], float]:
-    """When Telegram accepted each message the bot sent: (chat id, message id) → time.time()."""
-    return {(call.result["chat"]["id"], call.result["message_id"]): call.at for call in tg.calls
-            if call.ok and call.method == "sendMessage" and isinstance(call.result, dict)}
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float, what: str, every: float = 0.2) -> Any:

@@ -79,7 +79,6 @@ MAX_JOIN_TRIES = 20  # an invitation the homeserver keeps refusing to let us joi
 BACKFILL_MAX = 1000  # events fetched to close a gap after a long pause
 SECRET_KEYS = frozenset({"access_token"})  # kept apart from the ordinary transport state
 STOP_GRACE = 30.0  # seconds `stop` lets the current batch finish
-SENDING_GRACE = 10.0  # seconds a stop waits for what is being posted (the rest waits in the outbox)
 PRESSES_KEPT = 1000  # reactions that pressed a button, remembered so their answers reply to the right event
 _CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ConnectionError)
 
@@ -226,10 +225,7 @@ class MatrixTransport(Transport):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.inbound.idle(), STOP_GRACE)
-        await self.inbound.stop()
-        await self.outbound.stop(grace=SENDING_GRACE)
+        await self.finish_lanes()
         await self._close()
 
     async def _close(self) -> None:

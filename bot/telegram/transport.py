@@ -94,8 +94,6 @@ ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
 PRESENT = ("creator", "administrator", "member", "restricted")
 HINTED = frozenset({"help", "usage.status"})  # answers that also say how to let the bot read the group
 HELD_MAX = 20  # direct messages kept for one person who has not started the bot yet
-STOP_GRACE = 30.0
-SENDING_GRACE = 10.0  # seconds a stop waits for what is being posted (the rest waits in the outbox)
 
 
 def file_url_of(api_url: str) -> str:
@@ -317,7 +315,7 @@ class TelegramTransport(Transport):
         self.finished += len(updates) - new
 
     async def stop(self) -> None:
-        """Stop receiving, let the updates already received be handled (for up to `STOP_GRACE` seconds; what
+        """Stop receiving, let the updates already received be handled (for up to `HANDLING_GRACE` seconds; what
         is left waits in the inbox and the outbox for the next start), then close."""
         self.stopping.set()
         for task in (self._task, self._polling):
@@ -329,10 +327,7 @@ class TelegramTransport(Transport):
         if self._endpoint is not None:
             await self._endpoint.stop()
             self._endpoint = None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.inbound.idle(), STOP_GRACE)
-        await self.inbound.stop()
-        await self.outbound.stop(grace=SENDING_GRACE)
+        await self.finish_lanes()
         await self._close()
 
     async def _close(self) -> None:
