@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.servers.telegram_api import BotMessage, Chat, TelegramApiServer
@@ -31,3 +33,12 @@ def accepted(tg: TelegramApiServer) -> dict[tuple[int, int], float]:
     sends = ("sendMessage", "sendPhoto", "sendDocument")
     return {(call.result["chat"]["id"], call.result["message_id"]): call.at for call in tg.calls
             if call.ok and call.method in sends and isinstance(call.result, dict)}
+
+
+def reused_numbers(cards: list[BotMessage], markers_of: Callable[[BotMessage], list[str]]) -> dict[int, list[str]]:
+    """Order numbers shown on the cards of different reports (each number must name one report)."""
+    numbered: dict[int, set[str]] = defaultdict(set)
+    for card in cards:
+        for n in NUMBER.findall(card.text or "")[:1]:
+            numbered[int(n)].update(markers_of(card))
+    return {n: sorted(markers) for n, markers in numbered.items() if len(markers) > 1}

@@ -24,7 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.environment import without_linli_settings
-from tests.never_lose import CARD, IN_FLIGHT, LAST_GASP, LINLI, NUMBER, PROBLEMS, accepted, cards_in
+from tests.never_lose import (
+    CARD,
+    IN_FLIGHT,
+    LAST_GASP,
+    LINLI,
+    PROBLEMS,
+    accepted,
+    cards_in,
+    reused_numbers,
+)
 from tests.servers.telegram_api import BotMessage, Chat, TelegramApiServer, User, WaitTimeout
 
 START_WAIT = 30.0  # seconds `linli run` may take to poll for the first time
@@ -187,12 +196,7 @@ def judge(reports: list[Report], cards: list[BotMessage], orders: list[tuple[int
                         f"{ {m: len(shown[m]) for m in twice} }")
     if elsewhere:
         problems.append(f"{len(elsewhere)} cards were posted in another group: {elsewhere}")
-    numbered: dict[int, set[str]] = defaultdict(set)
-    for card in cards:
-        for n in NUMBER.findall(card.text or "")[:1]:
-            numbered[int(n)].update(markers_of(card))
-    reused = {n: sorted(markers) for n, markers in numbered.items() if len(markers) > 1}
-    if reused:
+    if reused := reused_numbers(cards, markers_of):
         problems.append(f"order numbers shown on the cards of different reports: {reused}")
     return problems
 

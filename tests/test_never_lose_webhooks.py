@@ -34,7 +34,16 @@ import psycopg
 from aiohttp import web
 
 from tests.environment import without_linli_settings
-from tests.never_lose import CARD, IN_FLIGHT, LAST_GASP, LINLI, NUMBER, PROBLEMS, accepted, cards_in
+from tests.never_lose import (
+    CARD,
+    IN_FLIGHT,
+    LAST_GASP,
+    LINLI,
+    PROBLEMS,
+    accepted,
+    cards_in,
+    reused_numbers,
+)
 from tests.servers.postgres import free_port, to_psycopg_dsn
 from tests.servers.telegram_api import BotMessage, Chat, TelegramApiServer, User, WaitTimeout
 
@@ -313,12 +322,7 @@ def judge(reports: list[Report], cards: list[BotMessage], orders: list[tuple[int
         problems.append(f"DOUBLED: reports with more than one card (not just one in flight at the kill): {twice}")
     if elsewhere:
         problems.append(f"{len(elsewhere)} cards were posted in another group: {elsewhere}")
-    numbered: dict[int, set[str]] = defaultdict(set)
-    for card in cards:
-        for n in NUMBER.findall(card.text or "")[:1]:
-            numbered[int(n)].update(markers_of(card))
-    reused = {n: sorted(markers) for n, markers in numbered.items() if len(markers) > 1}
-    if reused:
+    if reused := reused_numbers(cards, markers_of):
         problems.append(f"order numbers shown on the cards of different reports: {reused}")
     return problems
 
