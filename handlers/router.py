@@ -29,7 +29,7 @@ from handlers.triage.normalize import clean, fold, language_of, whole
 from handlers.turn import Community, Turn
 from storage import repo
 from storage.db import session
-from storage.models import MessageLink, Order, Person
+from storage.models import Chat, MessageLink, Order, Person
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -429,6 +429,13 @@ class Linli:
         from handlers.triage import current_model
 
         await self.call(current_model)
+
+    def order_chat(self, order_id: int, service: str) -> str | None:
+        """The chat an order was reported in, when it is on `service` (not a direct chat)."""
+        with session(self.engine) as db:
+            order = db.get(Order, order_id)
+            chat = db.get(Chat, order.chat_id) if order and order.chat_id else None
+            return chat.external_id if chat and chat.service == service and not chat.is_direct else None
 
     def order_for_message(self, service: str, chat: str, message_ref: str) -> int | None:
         """The order a posted message is about (a reaction on a card acts on that order)."""

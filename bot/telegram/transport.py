@@ -667,8 +667,9 @@ class TelegramTransport(Transport):
         self.state.put(key, json.dumps(held, ensure_ascii=False))
         if not first:
             return  # the group was asked already
-        links = await self.core.call(self.core.cards, action.order_id, SERVICE) if action.order_id else []
-        if not links:
+        # the order's own group (its card may still be on its way there, in that group's lane)
+        group = await self.core.call(self.core.order_chat, action.order_id, SERVICE) if action.order_id else None
+        if group is None:
             return
         number = action.text.params.get("number")
         about = say("dm.about", action.lang, number=number) if number is not None else ""
@@ -678,10 +679,10 @@ class TelegramTransport(Transport):
         start = [[InlineKeyboardButton(say("dm.button", action.lang),
                                        url=f"https://t.me/{self._me().username}?start=dm")]]
         try:
-            await self._post(replace(action, kind=Kind.SEND, chat_id=links[0].chat, mentions=()), links[0].chat,
-                             None, extra_rows=start, text=text)
+            await self._post(replace(action, kind=Kind.SEND, chat_id=group, mentions=()), group, None,
+                             extra_rows=start, text=text)
         except (TelegramError, Undeliverable) as error:  # the message itself is kept all the same
-            log.warning("Telegram: could not ask %s in %s to start the bot: %s", user_id, links[0].chat, error)
+            log.warning("Telegram: could not ask %s in %s to start the bot: %s", user_id, group, error)
 
     async def _release_direct(self, user_id: str) -> None:
         """Someone wrote to the bot in private: the direct messages held for them go now."""
