@@ -22,12 +22,13 @@ from sqlmodel import Session, col, select
 from handlers import leases
 from storage.db import session
 from storage.models import Inbox, LaneLease
+from storage.prepared import Prepared
 from storage.repo import upsert
 
 LANE_LEASE = timedelta(seconds=30)
 _TABLE = Inbox.__table__  # type: ignore[attr-defined]
-_MARK = (update(_TABLE).where(_TABLE.c.id == bindparam("inbox_id"), _TABLE.c.handled_at.is_(None))
-         .values(handled_at=bindparam("now")))
+_MARK = Prepared(update(_TABLE).where(_TABLE.c.id == bindparam("inbox_id"), _TABLE.c.handled_at.is_(None))
+                 .values(handled_at=bindparam("now")))
 KEEP = timedelta(days=2)  # handled updates are kept this long: Telegram redelivers unconfirmed ones for 24 h
 
 
@@ -75,8 +76,7 @@ def store_now(engine: Engine, service: str, arrivals: list[Arrival], now: dateti
 
 def mark_handled(db: Session, inbox_id: int, now: datetime) -> bool:
     """Inside the transaction that stores what the update changed: False if it was handled already."""
-    done = db.connection().execute(_MARK, {"inbox_id": inbox_id, "now": now})  # the hot path: one plain statement
-    return bool(done.rowcount)
+    return _MARK.count(db, {"inbox_id": inbox_id, "now": now}) > 0
 
 
 def handled(engine: Engine, inbox_ids: list[int], now: datetime) -> None:

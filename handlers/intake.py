@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, or_, update
 from sqlmodel import col, select
@@ -23,8 +23,9 @@ from handlers.triage.features import caption
 from handlers.triage.normalize import fold, simplified
 from handlers.triage.rules import words_of
 from handlers.turn import GridInfo, Turn
-from storage import repo
+from storage import prepared, repo
 from storage.models import Event, Follower, Order, Person, Photo, Prompt
+from storage.prepared import Prepared
 
 # "+1", "我也是", "同上", "我家也停水了": the same problem as an open order, not a new one.
 FOLLOW_WORDS = re.compile(r"^\s*(\+\s*1(?!\d)|＋１|我也是|我也一样|同上|同问|我家也|一样|顶|me too|same here)", re.I)
@@ -64,9 +65,10 @@ def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
                                                                  or place.landmark)
     # plain chatter (most of a group) costs no query: only a request, a photo or a place can join an order
     recent = _just_reported(turn) if could_join and not (turn.incoming.is_direct or explicit) else None
-    if recent is not None and _same_problem(recent, text, verdict):
-        amend(turn, recent, text, verdict)  # "电梯又坏了" / "3栋" / a photo: one problem, one order
-        return recent
+    if recent is not None and _same_problem(recent, text, verdict) and (
+            order := prepared.get(turn.db, Order, recent.id)) is not None:
+        amend(turn, order, text, verdict)  # "电梯又坏了" / "3栋" / a photo: one problem, one order
+        return order
     if not verdict.is_request and not explicit and _worth_keeping(text, verdict):
         _keep_for_a_moment(turn, text, verdict)  # "3栋" or a photo first: it joins the report that follows
     if verdict.action == "ask" and not explicit:
@@ -77,16 +79,24 @@ def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
 
 
 # --- one problem, one order: a person's consecutive messages in one chat within two minutes -------------
-def _just_reported(turn: Turn) -> Order | None:
+class Recent(NamedTuple):
+    """What decides whether a message joins the order its sender just reported."""
+
+    id: int
+    category: str
+    building: str | None
+
+
+def _just_reported(turn: Turn) -> Recent | None:
     """The open order this person reported or added to in this chat within the grouping window, if any."""
-    found = turn.db.connection().execute(_JUST_REPORTED, {"chat": turn.chat.id, "person": turn.person.id,
-                                                          "since": turn.now - GROUPING_WINDOW}).scalar()
-    return turn.db.get(Order, found) if found is not None else None
+    found = _JUST_REPORTED.first(turn.db, {"chat": turn.chat.id, "person": turn.person.id,
+                                           "since": turn.now - GROUPING_WINDOW})
+    return Recent(*found) if found is not None else None
 
 
 # the person's newest events first (ix_event_actor_at), stopping at the first that is about an open order
-_JUST_REPORTED = (
-    select(Order.id).join(Event, col(Event.order_id) == col(Order.id))
+_JUST_REPORTED = Prepared(
+    select(Order.id, Order.category, Order.building).join(Event, col(Event.order_id) == col(Order.id))
     .where(Event.actor_id == bindparam("person"), Event.at >= bindparam("since"),
            col(Event.action).in_(("report", AMEND)), Order.chat_id == bindparam("chat"),
            Order.reporter_id == bindparam("person"), col(Order.state).in_(sorted(OPEN_STATES)))
@@ -94,7 +104,7 @@ _JUST_REPORTED = (
 )
 
 
-def _same_problem(order: Order, text: str, verdict: Triage) -> bool:
+def _same_problem(order: Recent, text: str, verdict: Triage) -> bool:
     """A photo, a place, a few words more, or the same kind of problem at no other place: the same order."""
     if not text.strip():
         return True  # a bare photo
@@ -120,15 +130,15 @@ def _keep_for_a_moment(turn: Turn, text: str, verdict: Triage) -> None:
 
 def _fragments(turn: Turn) -> list[dict[str, Any]]:
     """What the person said just before (its payloads), kept to join the report it belongs to; taken once."""
-    found = turn.db.connection().execute(_FRAGMENTS, {"kind": FRAGMENT, "person": turn.person.id, "chat": turn.chat.id,
-                                                      "since": turn.now - GROUPING_WINDOW}).all()
+    found = _FRAGMENTS.rows(turn.db, {"kind": FRAGMENT, "person": turn.person.id, "chat": turn.chat.id,
+                                      "since": turn.now - GROUPING_WINDOW})
     if found:
         turn.db.execute(update(Prompt).where(col(Prompt.id).in_([row_id for row_id, _ in found]))
                         .values(answered_at=turn.now))
     return [payload for _, payload in found]
 
 
-_FRAGMENTS = (  # run at every report: built once
+_FRAGMENTS = Prepared(  # run at every report
     select(Prompt.id, Prompt.payload)
     .where(Prompt.person_id == bindparam("person"), Prompt.kind == bindparam("kind"),
            Prompt.chat_id == bindparam("chat"), col(Prompt.answered_at).is_(None),
@@ -144,17 +154,15 @@ def amend(turn: Turn, order: Order, text: str, verdict: Triage) -> None:
     for field in ("building", "unit", "room"):
         if getattr(order, field) is None and getattr(place, field):
             changed[field] = getattr(place, field)
-    for field, value in changed.items():
-        setattr(order, field, value)
-    turn.db.add(order)
-    event = Event(order_id=order.id or 0, action=AMEND, actor_id=turn.person.id, from_state=order.state,
-                  to_state=order.state, at=turn.now, chat_id=turn.chat.id, message_ref=turn.incoming.message_id,
-                  detail={"text": text, "place": place.as_dict()})
-    turn.db.add(event)
-    turn.db.flush()
+    prepared.update_row(turn.db, order, changed)
+    event_id = repo.insert_values(turn.db, Event, {
+        "order_id": order.id, "action": AMEND, "actor_id": turn.person.id, "from_state": order.state,
+        "to_state": order.state, "at": turn.now, "chat_id": turn.chat.id, "message_ref": turn.incoming.message_id,
+        "detail": {"text": text, "place": place.as_dict()}})
     for ref in turn.incoming.photos:
-        turn.db.add(Photo(order_id=order.id or 0, event_id=event.id, service=turn.incoming.service, ref=ref,
-                          purpose="report", at=turn.now))
+        repo.insert_values(turn.db, Photo, {"order_id": order.id, "event_id": event_id,
+                                            "service": turn.incoming.service, "ref": ref, "purpose": "report",
+                                            "at": turn.now})
     orders.update_card(turn, order)
     turn.reply("report.amended", number=order.number)
 
@@ -169,25 +177,16 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
         if named is not None and not verdict.location.building:
             verdict = replace(verdict, location=judge(turn, text, explicit=True).location)
     grid = _grid_for(turn, verdict)
-    order = Order(
-        community_id=turn.community.grid_id,
-        number=repo.next_number(db, turn.community.grid_id),
-        text=text,
-        title=orders.title_of(text) or "[图片]",
-        category=verdict.category or "other",
-        urgency=verdict.urgency or "blue",
-        matter=verdict.matter or "minor",
-        building=verdict.location.building,
-        unit=verdict.location.unit,
-        room=verdict.location.room,
-        grid_id=grid.id or turn.community.grid_id,
-        chat_id=turn.chat.id,
-        reporter_id=person.id,
-        confidence=verdict.confidence,
-        created_at=turn.now,
-    )
-    # Plain inserts rather than the unit of work: filing is the hot path of every busy group.
-    order.id = repo.insert_row(db, order)
+    values = prepared.row_values(Order, {
+        "community_id": turn.community.grid_id, "number": repo.next_number(db, turn.community.grid_id),
+        "text": text, "title": orders.title_of(text) or "[图片]", "category": verdict.category or "other",
+        "urgency": verdict.urgency or "blue", "matter": verdict.matter or "minor",
+        "building": verdict.location.building, "unit": verdict.location.unit, "room": verdict.location.room,
+        "grid_id": grid.id or turn.community.grid_id, "chat_id": turn.chat.id, "reporter_id": person.id,
+        "confidence": verdict.confidence, "created_at": turn.now})
+    # Prepared statements rather than the unit of work: filing is the hot path of every busy group.
+    values["id"] = repo.insert_values(db, Order, values)
+    order = prepared.as_loaded(db, Order, values)
     detail = {"triage": verdict.as_json()}
     if verdict.location.landmark:
         detail["landmark"] = verdict.location.landmark
@@ -222,13 +221,13 @@ def find_duplicate(turn: Turn, order: Order) -> Order | None:
     """An open order of the same grid, category and place, reported lately, that reads alike."""
     since = turn.now - parse_duration(turn.community.config.duplicate_window).clock_time()
     statement = _SAME_PLACE if order.building else _ANY_PLACE
-    rows = turn.db.connection().execute(statement, {"grid": order.grid_id, "category": order.category,
-                                                    "me": order.id, "since": since, "building": order.building})
+    rows = statement.rows(turn.db, {"grid": order.grid_id, "category": order.category, "me": order.id,
+                                    "since": since, "building": order.building})
     words = _bigrams(order.id or 0, order.text)
     for other_id, text, building in rows:
         same_place = bool(order.building) and order.building == building
         if _similarity(words, _bigrams(other_id, text)) >= (0.15 if same_place else 0.35):
-            return turn.db.get(Order, other_id)
+            return prepared.get(turn.db, Order, other_id)
     return None
 
 
@@ -247,8 +246,8 @@ def _candidates(*, same_place: bool) -> Select:
     return query
 
 
-_ANY_PLACE = _candidates(same_place=False)
-_SAME_PLACE = _candidates(same_place=True)
+_ANY_PLACE = Prepared(_candidates(same_place=False))
+_SAME_PLACE = Prepared(_candidates(same_place=True))
 
 
 @lru_cache(maxsize=4096)

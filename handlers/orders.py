@@ -285,14 +285,16 @@ def post_card(turn: Turn, order: Order, *, filed: bool = False) -> None:
 
 
 def update_card(turn: Turn, order: Order) -> None:
+    home = turn.chat if order.chat_id == turn.chat.id else None  # most often: no lookup
     turn.out.append(card_update(turn.db, order, card_text(turn.db, order, turn.community.tz, turn.now),
-                                turn.chat_lang))
+                                turn.chat_lang, home=home))
 
 
-def card_update(db: Session, order: Order, card: Text, lang: str) -> Outgoing:
+def card_update(db: Session, order: Order, card: Text, lang: str, *, home: Chat | ChatInfo | None = None) -> Outgoing:
     """Edit the order's cards where they stand, through the service of its chat (one outbox row, one
-    transport). It goes in its chat's lane, so it never overtakes the card."""
-    home = db.get(Chat, order.chat_id) if order.chat_id else None
+    transport). It goes in its chat's lane, so it never overtakes the card. `home`: that chat, if known."""
+    if home is None and order.chat_id:
+        home = db.get(Chat, order.chat_id)
     return Outgoing(Kind.UPDATE_CARD, card, lang=lang, service=home.service if home else "",
                     chat_id=home.external_id if home else "", order_id=order.id, buttons=card_buttons(order))
 

@@ -22,6 +22,7 @@ from handlers import leases
 from handlers.protocol import Outgoing, from_json, to_json
 from storage.db import session
 from storage.models import Outbox
+from storage.prepared import insert_values
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -41,12 +42,10 @@ def put(db: Session, actions: list[Outgoing], now: datetime, *, owner: str | Non
     rows = [{"service": a.service, "payload": to_json(a), "next_at": now, "created_at": now, "attempts": 0,
              "given_up": False, "claimed_by": owner, "claimed_until": now + lease if owner else None}
             for a in actions]
-    table = Outbox.__table__  # type: ignore[attr-defined]
-    if owner is None:
-        db.connection().execute(insert(table), rows)
+    if owner is None:  # the sweep's reminders: many rows at once, nobody waiting on their ids
+        db.connection().execute(insert(_TABLE), rows)
         return []
-    found = db.connection().execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
-    return [row_id for (row_id,) in found]
+    return [insert_values(db, Outbox, row) for row in rows]  # a turn's one or two replies: the hot path
 
 
 class Taken:

@@ -1,0 +1,119 @@
+"""Prepared statements (the hot path's SQL on the driver's connection) read and write exactly what the ORM
+does, on SQLite and on a real PostgreSQL, and fail the way SQLAlchemy does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, inspect
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from storage import prepared
+from storage.db import session
+from storage.models import Event, Order
+from storage.prepared import Prepared
+from tests.neighbourhood import Neighbourhood
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hood(request, tmp_path) -> Iterator[Neighbourhood]:  # type: ignore[no-untyped-def]
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else f"sqlite:///{tmp_path / 'p.db'}"
+    neighbourhood = Neighbourhood(url)
+    yield neighbourhood
+    neighbourhood.engine.dispose()
+
+
+def _columns(row: Order) -> dict:
+    return {column.name: getattr(row, column.name) for column in Order.__table__.c}  # type: ignore[attr-defined]
+
+
+def test_a_row_read_with_a_prepared_statement_equals_the_orms(hood: Neighbourhood) -> None:
+    number = hood.report()
+    with session(hood.engine) as db:
+        order_id = hood.order(number).id
+        by_orm = _columns(db.get(Order, order_id))  # type: ignore[arg-type]
+    with session(hood.engine) as db:
+        fast = prepared.get(db, Order, order_id)  # type: ignore[arg-type]
+        assert fast is not None and _columns(fast) == by_orm
+        assert fast.created_at.tzinfo is not None and isinstance(fast.confidence, float)
+        assert db.get(Order, order_id) is fast  # one object per row in a session
+        assert prepared.get(db, Order, 10**9) is None
+
+
+def test_an_insert_fills_the_columns_defaults_and_reads_back_through_the_orm(hood: Neighbourhood) -> None:
+    hood.report()
+    template = hood.order(1)
+    at = datetime(2026, 12, 1, 8, 30, 15, 123456, tzinfo=UTC)
+    with session(hood.engine) as db:
+        values = prepared.row_values(Order, {**_columns(template), "id": None, "number": 77, "created_at": at,
+                                             "text": "三栋 “电梯” 🚪\n坏了"})
+        del values["state"], values["level"]  # left to the columns' defaults
+        new_id = prepared.insert_values(db, Order, values)
+        event_id = prepared.insert_values(db, Event, {"order_id": new_id, "action": "report", "to_state": "reported",
+                                                      "at": at,
+                                                      "detail": {"说": ["一", 2, None]}})
+        db.commit()
+    with session(hood.engine) as db:
+        order, event = db.get(Order, new_id), db.get(Event, event_id)
+        assert order is not None and event is not None
+        assert (order.state, order.level, order.number, order.text) == ("reported", 0, 77, "三栋 “电梯” 🚪\n坏了")
+        assert order.created_at == at and event.at == at
+        assert event.detail == {"说": ["一", 2, None]}
+
+
+def test_an_update_changes_the_row_and_the_object_without_a_second_write(hood: Neighbourhood) -> None:
+    number = hood.report()
+    order_id = hood.order(number).id
+    with session(hood.engine) as db:
+        order = prepared.get(db, Order, order_id)  # type: ignore[arg-type]
+        assert order is not None
+        prepared.update_row(db, order, {"text": "改过了", "building": "9"})
+        assert (order.text, order.building) == ("改过了", "9")
+        assert not inspect(order).modified and order not in db.dirty
+        db.commit()
+    assert (hood.order(number).text, hood.order(number).building) == ("改过了", "9")
+
+
+def test_a_constraint_broken_is_sqlalchemys_integrity_error_and_the_transaction_rolls_back(
+        hood: Neighbourhood) -> None:
+    hood.report()
+    taken = _columns(hood.order(1))
+    with session(hood.engine) as db:
+        prepared.insert_values(db, Order, {**taken, "id": None, "number": 500})
+        with pytest.raises(IntegrityError):
+            prepared.insert_values(db, Order, {**taken, "id": None})  # the same number again
+        db.rollback()
+        prepared.insert_values(db, Order, {**taken, "id": None, "number": 501})  # a new transaction goes on
+        db.commit()
+    assert hood.order_count() == 2  # the first, and 501; 500 went with the rollback
+
+
+def test_each_transaction_runs_on_its_own_connection(hood: Neighbourhood) -> None:
+    hood.report()
+    taken = _columns(hood.order(1))
+    with session(hood.engine) as db:
+        prepared.insert_values(db, Order, {**taken, "id": None, "number": 600})
+        db.commit()
+        prepared.insert_values(db, Order, {**taken, "id": None, "number": 601})
+        db.rollback()  # undoes 601 only: it ran in the second transaction, not the committed first
+    numbers = {row.number for row in _all_orders(hood)}
+    assert 600 in numbers and 601 not in numbers
+
+
+def test_a_list_in_the_statement_and_values_bound_by_name(hood: Neighbourhood) -> None:
+    hood.report()
+    hood.report(who="李大爷", text="5号楼电梯门关不上")
+    lookup = Prepared(select(Order.number).where(col(Order.state).in_(["reported", "assigned"]),
+                                                 Order.created_at >= bindparam("since"))
+                      .order_by(col(Order.number)))
+    with session(hood.engine) as db:
+        assert [n for (n,) in lookup.rows(db, {"since": datetime(2000, 1, 1, tzinfo=UTC)})] == [1, 2]
+        assert lookup.rows(db, {"since": datetime.now(UTC) + timedelta(days=3650)}) == []
+
+
+def _all_orders(hood: Neighbourhood) -> list[Order]:
+    with session(hood.engine) as db:
+        return list(db.exec(select(Order)))
