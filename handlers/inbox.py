@@ -11,6 +11,7 @@ one database, a process holds a lane's lease (`hold_lane`) while it works on it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,10 +58,14 @@ def store(db: Session, service: str, arrivals: list[Arrival], now: datetime) -> 
         return []
     rows = [{"service": service, "key": a.key[:255], "lane": a.lane[:255], "payload": a.payload,
              "received_at": now} for a in arrivals]
-    table = Inbox.__table__  # type: ignore[attr-defined]
-    statement = (upsert(db.get_bind().dialect.name)(table).on_conflict_do_nothing(index_elements=["service", "key"])
-                 .returning(table.c.id, table.c.lane, table.c.payload, sort_by_parameter_order=True))
+    statement = _storing(db.get_bind().dialect.name)
     return [Stored(row_id, lane, payload) for row_id, lane, payload in db.connection().execute(statement, rows)]
+
+
+@functools.cache
+def _storing(dialect: str) -> Any:
+    return (upsert(dialect)(_TABLE).on_conflict_do_nothing(index_elements=["service", "key"])
+            .returning(_TABLE.c.id, _TABLE.c.lane, _TABLE.c.payload, sort_by_parameter_order=True))
 
 
 def store_now(engine: Engine, service: str, arrivals: list[Arrival], now: datetime, *,
@@ -83,8 +88,7 @@ def handled(engine: Engine, inbox_ids: list[int], now: datetime) -> None:
     """Updates that changed nothing (chatter, a second delivery, a service notice): marked together."""
     if inbox_ids:
         with session(engine) as db:
-            db.execute(update(Inbox).where(col(Inbox.id).in_(inbox_ids), col(Inbox.handled_at).is_(None))
-                       .values(handled_at=now))
+            _MARK.run_many(db, [{"inbox_id": inbox_id, "now": now} for inbox_id in inbox_ids])
             db.commit()
 
 

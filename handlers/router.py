@@ -45,6 +45,19 @@ class _Alone(Exception):
     """An update of a group commit needs undoing: the group is rolled back and each goes on its own."""
 
 
+@event.listens_for(Session, "after_flush")
+def _count_flush(db: Session, _context: object) -> None:
+    db.info[_FLUSHES] = db.info.get(_FLUSHES, 0) + 1
+
+
+def _flushes(db: Session) -> int:
+    """How often the session wrote so far: a query's autoflush empties db.new, so the count tells."""
+    return db.info.get(_FLUSHES, 0)
+
+
+_FLUSHES = "linli.flushes"
+
+
 @dataclass(frozen=True, slots=True)
 class Keep:
     """Where a handled update's results go: the inbox row to mark, the process that posts what is queued."""
@@ -103,10 +116,8 @@ class Linli:
         now = self.clock.now()
         grouped = len(batch) > 1
         with session(self.engine) as db:
-            flushes = [0]  # a query's autoflush empties db.new: count what was written instead
-            event.listen(db, "after_flush", lambda *_: flushes.__setitem__(0, flushes[0] + 1))
             try:
-                results = [self._one(db, _whole(incoming), keep, now, flushes, grouped=grouped)
+                results = [self._one(db, _whole(incoming), keep, now, grouped=grouped)
                            for incoming, keep in batch]
                 db.commit()
             except Exception as error:  # one of the group must be undone, or the commit failed: one by one
@@ -118,7 +129,7 @@ class Linli:
                 return [self._handle(incoming, keep) for incoming, keep in batch]
         return results
 
-    def _one(self, db: Session, incoming: Incoming, keep: Keep | None, now: datetime, flushes: list[int], *,
+    def _one(self, db: Session, incoming: Incoming, keep: Keep | None, now: datetime, *,
              grouped: bool) -> list[Queued]:
         """One update, inside the caller's transaction. In a group, what needs undoing raises `_Alone`."""
 
@@ -130,11 +141,11 @@ class Linli:
             db.rollback()
             self.directory.forget()  # snapshots made in this transaction may name rows that are gone
 
-        flushed_before = flushes[0]
+        flushed_before = _flushes(db)
         turn = self._turn(db, incoming, now)
         try:
             self._route(turn)
-            if not turn.out and flushes[0] == flushed_before and not (db.new or db.dirty or db.deleted):
+            if not turn.out and _flushes(db) == flushed_before and not (db.new or db.dirty or db.deleted):
                 undo(wrote=False)  # chatter: nothing to store, nothing to say, nothing to deduplicate
                 return []
             # Recorded last, in the same transaction: a second delivery of this message either

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -95,17 +96,34 @@ class Prepared:
         """Rows an UPDATE or DELETE changed."""
         return self.run(db, values).rowcount
 
+    def run_many(self, db: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute once per row of values, in one call to the driver (no results)."""
+        driver, dialect = _driver(db)
+        compiled = self._for(dialect)
+        params = [_bind(compiled, values) for values in rows]
+        cursor = driver.cursor()
+        try:
+            cursor.executemany(compiled.sql, params)
+        except compiled.errors as error:
+            raise DBAPIError.instance(compiled.sql, params, error, compiled.errors) from error
+        finally:
+            cursor.close()
+
     def _execute(self, db: Session, values: Mapping[str, Any]) -> tuple[Any, _Compiled]:
         driver, dialect = _driver(db)
-        compiled = self._compiled.get(dialect.name)
-        if compiled is None:
-            with self._lock:
-                compiled = self._compiled.setdefault(dialect.name, _compile(self._statement, dialect))
+        compiled = self._for(dialect)
         params = _bind(compiled, values)
         try:
             return driver.execute(compiled.sql, params), compiled
         except compiled.errors as error:
             raise DBAPIError.instance(compiled.sql, params, error, compiled.errors) from error
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled.setdefault(dialect.name, _compile(self._statement, dialect))
+        return compiled
 
 
 def _driver(db: Session) -> tuple[Any, Dialect]:
@@ -147,13 +165,29 @@ def _plain(value: Any) -> Any:
 
 
 def _bind(compiled: _Compiled, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-    def one(param: _Param) -> Any:
+    bound = []
+    for param in compiled.params:
         value = values[param.name] if param.given else param.constant
-        return param.process(value) if param.process is not None else value
-
+        if param.process is not None:
+            value = _processed_time(param.process, value) if type(value) is datetime else param.process(value)
+        bound.append(value)
     if compiled.positional:
-        return tuple(one(param) for param in compiled.params)
-    return {param.name: one(param) for param in compiled.params}
+        return bound
+    return {param.name: value for param, value in zip(compiled.params, bound, strict=True)}
+
+
+_last_time: tuple[Processor, datetime | None, Any] = (None, None, None)
+
+
+def _processed_time(process: Callable[[Any], Any], value: datetime) -> Any:
+    """A turn binds the same moment a dozen times (created, at, next_at, …): converted once."""
+    global _last_time
+    last = _last_time  # one read: another thread may swap the tuple, never half of it
+    if last[0] is process and last[1] == value and last[1].tzinfo is value.tzinfo:  # type: ignore[union-attr]
+        return last[2]
+    done = process(value)
+    _last_time = (process, value, done)
+    return done
 
 
 # --- inserts --------------------------------------------------------------------------------------------
