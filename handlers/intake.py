@@ -217,24 +217,33 @@ def _on_duty(turn: Turn, order: Order) -> list[Person]:
     return people
 
 
-def find_duplicate(turn: Turn, order: Order) -> Order | None:
+def find_duplicate(turn: Turn, order: Order) -> Similar | None:
     """An open order of the same grid, category and place, reported lately, that reads alike."""
     since = turn.now - parse_duration(turn.community.config.duplicate_window).clock_time()
     statement = _SAME_PLACE if order.building else _ANY_PLACE
     rows = statement.rows(turn.db, {"grid": order.grid_id, "category": order.category, "me": order.id,
                                     "since": since, "building": order.building})
     words = _bigrams(order.id or 0, order.text)
-    for other_id, text, building in rows:
+    for other_id, text, building, number, title, matter in rows:
         same_place = bool(order.building) and order.building == building
         if _similarity(words, _bigrams(other_id, text)) >= (0.15 if same_place else 0.35):
-            return prepared.get(turn.db, Order, other_id)
+            return Similar(other_id, number, title, matter)
     return None
+
+
+class Similar(NamedTuple):
+    """An open order that reads like a new one: what the reporter is asked about."""
+
+    id: int
+    number: int
+    title: str
+    matter: str
 
 
 def _candidates(*, same_place: bool) -> Select:
     """Recent open orders of a grid and category, newest first; built once, run with bound values."""
     query = (
-        select(Order.id, Order.text, Order.building)
+        select(Order.id, Order.text, Order.building, Order.number, Order.title, Order.matter)
         .where(Order.grid_id == bindparam("grid"), Order.category == bindparam("category"),
                Order.id != bindparam("me"), col(Order.state).in_(sorted(OPEN_STATES)),
                Order.created_at >= bindparam("since"))
@@ -261,7 +270,7 @@ def _similarity(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
-def ask_if_duplicate(turn: Turn, order: Order, same: Order) -> None:
+def ask_if_duplicate(turn: Turn, order: Order, same: Similar) -> None:
     """Filed already, so nothing is lost; the reporter may fold it into the earlier order."""
     prompt_id = repo.insert_values(turn.db, Prompt, {  # a plain INSERT: asked after most reports in a busy group
         "kind": "dup", "person_id": turn.person.id, "chat_id": turn.chat.id, "order_id": order.id,

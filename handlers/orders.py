@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
@@ -127,7 +127,17 @@ def local(moment: datetime | None, tz: ZoneInfo) -> str | None:
 PRIVATE_TITLE = "私事"  # what a group sees of a private matter: that it exists, never its text or room
 
 
-def title_for(order: Order, *, details: bool) -> str:
+class Titled(Protocol):
+    """An order, or the few columns of one read for a question about it."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def matter(self) -> str: ...
+
+
+def title_for(order: Titled, *, details: bool) -> str:
     """The order's title where `details` may be shown, else only 私事 for a private matter."""
     return order.title if details or order.matter != "private" else PRIVATE_TITLE
 

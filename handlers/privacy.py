@@ -11,12 +11,16 @@ from handlers.triage.normalize import mask_private
 
 def shield(actions: list[Outgoing]) -> list[Outgoing]:
     """Mask every phone and ID number in what goes to a chat; direct messages keep them."""
-    return [action if action.kind is Kind.DIRECT else replace(action, text=_masked(action.text))
-            for action in actions]
+    return [action if action.kind is Kind.DIRECT or (masked := _masked(action.text)) is action.text
+            else replace(action, text=masked) for action in actions]
 
 
 def _masked(text: Text) -> Text:
-    return Text(text.key, {name: _mask(value) for name, value in text.params.items()})
+    """The text with its parameters masked; the same object when there was nothing to mask."""
+    params = {name: _mask(value) for name, value in text.params.items()}
+    if params == text.params:
+        return text
+    return Text(text.key, params)
 
 
 def _mask(value: Any) -> Any:

@@ -176,17 +176,18 @@ def _bind(compiled: _Compiled, values: Mapping[str, Any]) -> Sequence[Any] | dic
     return {param.name: value for param, value in zip(compiled.params, bound, strict=True)}
 
 
-_last_time: tuple[Processor, datetime | None, Any] = (None, None, None)
+_times: dict[tuple[Processor, datetime, Any], Any] = {}
 
 
 def _processed_time(process: Callable[[Any], Any], value: datetime) -> Any:
-    """A turn binds the same moment a dozen times (created, at, next_at, …): converted once."""
-    global _last_time
-    last = _last_time  # one read: another thread may swap the tuple, never half of it
-    if last[0] is process and last[1] == value and last[1].tzinfo is value.tzinfo:  # type: ignore[union-attr]
-        return last[2]
-    done = process(value)
-    _last_time = (process, value, done)
+    """A turn binds the same few moments a dozen times (now, now less a window, a lease's end): each is
+    converted once. Keyed with its zone too: equal moments in two zones may be stored apart."""
+    key = (process, value, value.tzinfo)
+    done = _times.get(key)
+    if done is None:
+        if len(_times) > 64:
+            _times.clear()
+        done = _times[key] = process(value)
     return done
 
 

@@ -88,6 +88,7 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
     updates as they come in a busy group; a message's latency is its round's."""
     engine = open_storage(url)
     core = Linli(engine, load_community(EXAMPLE), ManualClock())
+    core.ready()  # as `linli run` starts
     texts = list(enumerate(_messages(messages + 200)))
     latencies: list[float] = []
     for start in range(0, 200, ARRIVING):  # warm caches, jieba and the first statements
