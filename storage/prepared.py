@@ -12,6 +12,7 @@ Like `Connection.execute`, a prepared statement does not flush the session first
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -192,15 +193,16 @@ def _processed_time(process: Callable[[Any], Any], value: datetime) -> Any:
 
 
 # --- inserts --------------------------------------------------------------------------------------------
-_inserts: dict[tuple[type[SQLModel], frozenset[str]], Prepared] = {}
+_inserts: dict[tuple[type[SQLModel], tuple[str, ...]], Prepared] = {}
 
 
 def insert_values(db: Session, model: type[SQLModel], values: Mapping[str, Any]) -> int:
-    """INSERT one row given as plain values (the columns' own defaults fill the rest); returns its id."""
-    columns = frozenset(name for name in values if name != "id")
+    """INSERT one row given as plain values (the columns' own defaults fill the rest); returns its id.
+    An "id" among the values is left to the database."""
+    columns = tuple(values)  # one call site, one order of keys: one statement
     prepared = _inserts.get((model, columns))
     if prepared is None:
-        prepared = _inserts.setdefault((model, columns), _inserting(model, columns))
+        prepared = _inserts.setdefault((model, columns), _inserting(model, frozenset(columns) - {"id"}))
     return prepared.scalar(db, values)
 
 
@@ -214,8 +216,14 @@ def _inserting(model: type[SQLModel], columns: frozenset[str]) -> Prepared:
 
 def row_values(model: type[M], values: Mapping[str, Any]) -> dict[str, Any]:
     """Every column of `model`: the given values, the columns' scalar defaults, None for the rest."""
-    table = model.__table__  # type: ignore[attr-defined]
-    return {column.name: values.get(column.name, _default(column)) for column in table.c}
+    row = dict(_blank(model))
+    row.update(values)
+    return row
+
+
+@functools.cache
+def _blank(model: type[SQLModel]) -> dict[str, Any]:
+    return {column.name: _default(column) for column in model.__table__.c}  # type: ignore[attr-defined]
 
 
 def _default(column: Any) -> Any:
