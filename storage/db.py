@@ -74,8 +74,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
     """Every transaction takes SQLite's write lock when it begins. Begun lazily, a transaction that read first
     and writes later fails at once ("database is locked", no waiting) when another thread or process wrote
-    meanwhile; begun immediately it waits its turn (busy_timeout). It also makes savepoints work as they
-    should with the sqlite3 module (group commit uses them)."""
+    meanwhile; begun immediately it waits its turn (busy_timeout). (It also makes savepoints work as they
+    should with the sqlite3 module.)"""
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from sqlmodel import col, select
 
+from bot.console.chat import ConsoleChat, as_payload
 from bot.inbox import InboxLanes
 from handlers import inbox, intake
 from handlers.inbox import Arrival, Stored
@@ -137,3 +139,32 @@ async def test_an_update_waits_while_the_database_is_away(hood: Neighbourhood, m
     await asyncio.wait_for(lanes.idle(), 5)
     assert len(done) == 1, "handled in the end, not let go"
     await lanes.stop()
+
+
+def test_the_console_stores_a_message_before_it_handles_it_and_marks_its_answers_sent(
+        hood: Neighbourhood) -> None:
+    hood.say("王阿姨", "3栋2单元楼道灯坏了，晚上黑漆漆的")
+    hood.expect("#1")
+    hood.press("王阿姨", "撤销", hood.card(1))
+    with session(hood.engine) as db:
+        kept = db.exec(select(Inbox).order_by(col(Inbox.id))).all()
+        assert [row.lane for row in kept] == [f"chat:{GROUP}"] * 2 and all(row.handled_at for row in kept)
+        assert all(row.sent_at for row in db.exec(select(Outbox)))
+
+
+def test_a_console_killed_mid_message_finishes_it_on_its_next_start(hood: Neighbourhood) -> None:
+    now = hood.clock.now()
+    lamp, lift = said(1, "3栋2单元楼道灯坏了，晚上黑漆漆的"), said(2, "5号楼电梯门关不上", who="李大爷")
+    # the lamp: stored, then the console was killed before it handled it
+    inbox.store_now(hood.engine, "console", [Arrival(f"{GROUP}\x1fmsg-1", f"chat:{GROUP}", as_payload(lamp))], now)
+    # the lift: handled, then killed before its card was shown (its rows leased to a process that is gone)
+    kept = inbox.store_now(hood.engine, "console", [Arrival(f"{GROUP}\x1fmsg-2", f"chat:{GROUP}", as_payload(lift))],
+                           now)
+    hood.core.take(lift, kept[0].id, f"{socket.gethostname()}:999999999:gone")
+
+    console = ConsoleChat(hood.core)  # the next start
+    shown = console.recover()
+    assert [posted.text.splitlines()[0][:3] for posted in shown] == ["已登记", "已登记"]
+    assert sorted(orders(hood)) == ["3栋2单元楼道灯坏了，晚上黑漆漆的", "5号楼电梯门关不上"] and unhandled(hood) == []
+    assert console.recover() == [], "nothing shown twice"
+    assert console.say("王阿姨", "3栋2单元楼道灯坏了，晚上黑漆漆的", chat=GROUP, message_id="msg-1") == [], "once"

@@ -70,7 +70,7 @@ def _incoming(i: int, text: str) -> Incoming:
 
 def _intake_round(engine: Engine, core: Linli, texts: list[tuple[int, str]]) -> None:
     """As a transport does it: the updates stored in the inbox (one transaction), then handled by the core in
-    one transaction (a savepoint each) with their replies queued in the outbox, the quiet ones marked, and
+    one transaction (group commit) with their replies queued in the outbox, the quiet ones marked, and
     every reply rendered."""
     now = core.clock.now()
     stored = inbox.store_now(engine, "console", [Arrival(f"m{i}", "chat:阳光小区业主群", {"text": text})

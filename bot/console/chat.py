@@ -8,11 +8,14 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from bot.render import render
 from bot.transport import Transport
-from handlers.protocol import Button, Incoming, Kind, Outgoing
+from handlers import inbox, outbox
+from handlers.inbox import Arrival
+from handlers.protocol import Button, Incoming, Kind, Mention, Outgoing
 from handlers.router import Linli
 
 SERVICE = "console"
@@ -64,7 +67,7 @@ class ConsoleChat(Transport):
             message_id=posted.id, chat_title=chat, is_direct=direct, photos=photos, reply_to=reply_ref,
             mentions_bot=f"@{self.bot_name}" in text, sender_is_admin=who in self.admins, known_by_name=True,
         )
-        return self.deliver_now(self.core.handle(incoming))
+        return self.hand_in(incoming)
 
     def press(self, who: str, label: str, message: Posted | None = None) -> list[Posted]:
         """Press the button labelled `label` (or with that data) on `message`, or the latest that has it."""
@@ -74,7 +77,7 @@ class ConsoleChat(Transport):
             message_id=f"{self._session}-cb{next(self._ids)}", reply_to=target.id, sender_is_admin=who in self.admins,
             known_by_name=True,
         )
-        return self.deliver_now(self.core.handle(incoming))
+        return self.hand_in(incoming)
 
     def _find_button(self, label: str, message: Posted | None) -> tuple[Posted, str]:
         candidates = [message] if message else reversed(self.messages)
@@ -83,6 +86,53 @@ class ConsoleChat(Transport):
                 if label in (text, data):
                     return posted, data
         raise LookupError(f"no button {label!r}")
+
+    def hand_in(self, incoming: Incoming) -> list[Posted]:
+        """As every service's updates: stored in the inbox first, then handled from there; what the bot says
+        is queued in the outbox and marked sent as it is shown. A console killed in between finishes the
+        message on its next start (`recover`). The same message handed in twice is handled once."""
+        now = self.core.clock.now()
+        arrival = Arrival(f"{incoming.chat_id}\x1f{incoming.message_id}", f"chat:{incoming.chat_id}",
+                          as_payload(incoming))
+        stored = inbox.store_now(self.engine, SERVICE, [arrival], now)
+        return self._handle_stored(incoming, stored[0].id) if stored else []
+
+    def recover(self) -> list[Posted]:
+        """What a console stopped or killed mid-message left: its answers not shown yet, then the messages it
+        had stored and not handled. Returns what was shown."""
+        shown: list[Posted] = []
+        for row, action, _ in outbox.claim(self.engine, self.core.owner, self.core.clock.now(), service=SERVICE):
+            shown += self._show(action, row)
+        for stored in inbox.waiting(self.engine, SERVICE):
+            shown += self._handle_stored(from_payload(stored.payload), stored.id)
+        return shown
+
+    def _handle_stored(self, incoming: Incoming, inbox_id: int) -> list[Posted]:
+        queued = self.core.take(incoming, inbox_id, self.core.owner)
+        if not queued:  # nothing to say (chatter) or handled before: marked here, not by the core
+            inbox.handled(self.engine, [inbox_id], self.core.clock.now())
+        shown: list[Posted] = []
+        for row, action in queued:
+            if action.service in ("", SERVICE):
+                shown += self._show(action, row)
+            elif row is not None:  # another service's (a card edit where the order lives): its transport's
+                outbox.release(self.engine, [row], self.core.owner)
+        return shown
+
+    def _show(self, action: Outgoing, row: int | None) -> list[Posted]:
+        """Show one action; its outbox row is marked sent with the messages it became, in one write."""
+        if action.kind is Kind.UPDATE_CARD:
+            shown, links = self._edit_cards(action), []
+        else:
+            posted = self._post(self._as_posted(action))
+            shown = [posted]
+            links = [(action, posted.id)] if action.kind in (Kind.SEND, Kind.CARD) else []
+        if row is not None:
+            self.core.posted(row, links)
+        else:
+            for linked, ref in links:
+                self.core.sent(linked, ref)
+        return shown
 
     # --- the bot answers -------------------------------------------------------------------
     async def start(self) -> None:
@@ -107,13 +157,7 @@ class ConsoleChat(Transport):
         raise RuntimeError("console delivery had to wait: it parked an action")
 
     async def carry(self, action: Outgoing) -> None:
-        if action.kind is Kind.UPDATE_CARD:
-            self._shown.extend(self._edit_cards(action))
-            return
-        posted = self._post(self._as_posted(action))
-        self._shown.append(posted)
-        if action.kind in (Kind.SEND, Kind.CARD):
-            self.core.sent(action, posted.id)
+        self._shown.extend(self._show(action, None))
 
     def _as_posted(self, action: Outgoing) -> Posted:
         text = render(action.text, action.lang)
@@ -156,6 +200,17 @@ class ConsoleChat(Transport):
     def card(self, number: int) -> Posted:
         """The card of order #number: the first message the bot posted about it."""
         return next(m for m in self.bot_said() if m.order_id and f"#{number} " in m.text)
+
+
+def as_payload(incoming: Incoming) -> dict[str, Any]:
+    """How a console message is kept in the inbox."""
+    return asdict(incoming)
+
+
+def from_payload(payload: dict[str, Any]) -> Incoming:
+    """An update as stored in the inbox, again (JSON made its tuples lists)."""
+    return Incoming(**{**payload, "photos": tuple(payload.get("photos", ())),
+                       "mentions": tuple(Mention(**m) for m in payload.get("mentions", ()))})
 
 
 def _labels(rows: tuple[tuple[Button, ...], ...], lang: str) -> list[tuple[str, str]]:

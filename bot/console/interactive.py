@@ -56,6 +56,7 @@ def run_console(core: Linli, settings: Settings, speaker: str, chat: str | None,
 async def _loop(core: Linli, settings: Settings, speaker: str, chat_name: str, console: Console) -> None:
     screen = Screen(console)
     chat = ConsoleChat(core, on_post=screen)
+    chat.recover()  # what a console killed mid-message left: shown, then handled
     runner = SweepRunner(core.engine, core.community, core.clock, chat.deliver, every=settings.sweep_seconds)
     runner.start()
     console.print(HELP, style="dim")
