@@ -19,13 +19,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from handlers import inbox
 from handlers.clock import Clock
 from handlers.inbox import Arrival, Stored
 from scheduler.sweep import Offload, inline
+from storage.db import DATABASE_AWAY
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.2  # seconds: updates that changed nothing are marked handled together
@@ -154,7 +154,7 @@ class InboxLanes:
                 return
             except asyncio.CancelledError:
                 raise
-            except (OperationalError, InterfaceError) as error:
+            except DATABASE_AWAY as error:
                 log.warning("%s: the database is away (%s); trying updates %s again in %.0f s", self.name, error,
                             [u.id for u in batch], away)
                 await asyncio.sleep(away)

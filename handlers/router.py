@@ -30,7 +30,7 @@ from handlers.triage import triage
 from handlers.triage.normalize import clean, fold, language_of, whole
 from handlers.turn import Community, Turn
 from storage import repo
-from storage.db import session
+from storage.db import DATABASE_AWAY, session
 from storage.models import Chat, MessageLink, Order, Person
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,8 @@ class Linli:
                 log.info("dropped a duplicate delivery of %s", incoming.message_id)
                 return []
             log.exception("could not store what %r asked for", incoming)  # not a duplicate: say so
+        except DATABASE_AWAY:
+            raise  # not the update's fault: the transaction is rolled back and the update tried again later
         except Exception:
             undo()
             log.exception("could not handle %r", incoming)

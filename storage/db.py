@@ -9,8 +9,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
 
+# The database could not be reached, was busy past its timeout or went away mid-transaction: the work itself
+# is not wrong, so it is tried again later, for as long as it takes, and never answered with an apology.
+DATABASE_AWAY = (OperationalError, InterfaceError)
 PRIVATE_FILE = 0o600  # residents' names, phones and addresses: for the account that runs Linli only
 PRIVATE_DIR = 0o700
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
-from sqlalchemy import Dialect, bindparam, insert, select, update
+from sqlalchemy import Dialect, bindparam, insert, inspect, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -49,6 +50,14 @@ class _Compiled:
     dialect: Dialect
     errors: type[Exception]  # the driver's base error class
     results: tuple[Processor, ...] | None = None  # one per returned column, known from the first result
+
+    @contextmanager
+    def raising(self, params: Any) -> Iterator[None]:
+        """The driver's errors as SQLAlchemy's (IntegrityError, OperationalError …), as its callers expect."""
+        try:
+            yield
+        except self.errors as error:
+            raise DBAPIError.instance(self.sql, params, error, self.errors) from error
 
     def typed(self, cursor: Any, rows: list[Any]) -> list[tuple[Any, ...]]:
         """Rows with each value through its column's type (what the driver says a column holds may matter:
@@ -81,11 +90,14 @@ class Prepared:
     def rows(self, db: Session, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Every returned row, each value through its column's type."""
         cursor, compiled = self._execute(db, values)
-        return compiled.typed(cursor, cursor.fetchall())
+        with compiled.raising(values):  # SQLite reads a result row by row: an error may come now
+            found = cursor.fetchall()
+        return compiled.typed(cursor, found)
 
     def first(self, db: Session, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         cursor, compiled = self._execute(db, values)
-        row = cursor.fetchone()
+        with compiled.raising(values):
+            row = cursor.fetchone()
         return None if row is None else compiled.typed(cursor, [row])[0]
 
     def scalar(self, db: Session, values: Mapping[str, Any]) -> Any:
@@ -104,9 +116,8 @@ class Prepared:
         params = [_bind(compiled, values) for values in rows]
         cursor = driver.cursor()
         try:
-            cursor.executemany(compiled.sql, params)
-        except compiled.errors as error:
-            raise DBAPIError.instance(compiled.sql, params, error, compiled.errors) from error
+            with compiled.raising(params):
+                cursor.executemany(compiled.sql, params)
         finally:
             cursor.close()
 
@@ -114,10 +125,8 @@ class Prepared:
         driver, dialect = _driver(db)
         compiled = self._for(dialect)
         params = _bind(compiled, values)
-        try:
+        with compiled.raising(params):
             return driver.execute(compiled.sql, params), compiled
-        except compiled.errors as error:
-            raise DBAPIError.instance(compiled.sql, params, error, compiled.errors) from error
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -128,30 +137,28 @@ class Prepared:
 
 
 def _driver(db: Session) -> tuple[Any, Dialect]:
-    """The driver's connection of the session's transaction (begun now if need be), and its dialect; looked
-    up once a transaction (a root transaction keeps its connection to the end)."""
-    transaction = db.get_transaction()
-    link = db.info.get(_LINK)
-    if transaction is None or link is None or link[0] is not transaction:
-        connection = db.connection()
-        link = (db.get_transaction(), connection.connection.driver_connection, connection.dialect)
-        db.info[_LINK] = link
-    return link[1], link[2]
-
-
-_LINK = "linli.prepared.driver"
+    """The driver's connection of the session's transaction, and its dialect. Asked of the session every time
+    (2 µs): that is when it begins the transaction, emits a pending SAVEPOINT, or refuses a transaction a
+    failed flush has ended."""
+    connection = db.connection()
+    return connection.connection.driver_connection, connection.dialect
 
 
 def _compile(statement: Executable | Callable[[str], Executable], dialect: Dialect) -> _Compiled:
     if not isinstance(statement, Executable):
         statement = statement(dialect.name)
     compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    if compiled.escaped_bind_names:
+        raise ValueError(f"name these values plainly (letters, digits, _): {sorted(compiled.escaped_bind_names)}")
     given = {name for name, bind in compiled.binds.items() if bind.required}
+    if any(compiled.binds[name].expanding for name in given):
+        raise ValueError("an IN list given at run time cannot be prepared: write its items into the statement")
     expanded = compiled.construct_expanded_state({name: None for name in given})  # IN lists become ?, ?, …
     order = expanded.positiontup if expanded.positiontup is not None else list(expanded.parameters)
+    items_of = {item: name for name, items in expanded.parameter_expansion.items() for item in items}
     params = []
     for name in order:
-        bind = compiled.binds.get(name)
+        bind = compiled.binds.get(items_of.get(name, name))  # an IN list's item has its list's type
         process = bind.type.dialect_impl(dialect).bind_processor(dialect) if bind is not None else None
         constant = None if name in given else _plain(expanded.parameters[name])
         params.append(_Param(name, process, constant, name in given))
@@ -182,8 +189,9 @@ _times: dict[tuple[Processor, datetime, Any], Any] = {}
 
 def _processed_time(process: Callable[[Any], Any], value: datetime) -> Any:
     """A turn binds the same few moments a dozen times (now, now less a window, a lease's end): each is
-    converted once. Keyed with its zone too: equal moments in two zones may be stored apart."""
-    key = (process, value, value.tzinfo)
+    converted once. Keyed with its zone and fold too: equal as datetimes is not always the same moment
+    stored (two zones; the repeated hour when the clocks go back)."""
+    key = (process, value, value.tzinfo, value.fold)
     done = _times.get(key)
     if done is None:
         if len(_times) > 64:
@@ -254,7 +262,8 @@ def get(db: Session, model: type[M], row_id: int) -> M | None:
     prepared statement (a fifth of the ORM's cost)."""
     known = db.identity_map.get(identity_key(model, row_id))
     if known is not None:
-        return known  # type: ignore[return-value]
+        # expired by a rollback, its row may be gone: the ORM looks
+        return db.get(model, row_id) if inspect(known).expired else known  # type: ignore[return-value]
     table = model.__table__  # type: ignore[attr-defined]
     prepared = _gets.get(model)
     if prepared is None:

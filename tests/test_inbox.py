@@ -168,3 +168,34 @@ def test_a_console_killed_mid_message_finishes_it_on_its_next_start(hood: Neighb
     assert sorted(orders(hood)) == ["3栋2单元楼道灯坏了，晚上黑漆漆的", "5号楼电梯门关不上"] and unhandled(hood) == []
     assert console.recover() == [], "nothing shown twice"
     assert console.say("王阿姨", "3栋2单元楼道灯坏了，晚上黑漆漆的", chat=GROUP, message_id="msg-1") == [], "once"
+
+
+def test_a_connection_lost_mid_update_is_tried_again_not_apologised_for(postgres_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL restarted (or the connection cut) while a report was being filed: the update is not
+    answered "sorry" and marked handled, it waits, and the next try files it."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from storage import repo
+
+    hood = Neighbourhood(postgres_url)
+    report = said(1, "3栋2单元楼道灯坏了，晚上黑漆漆的")
+    kept = stored(hood, report)
+    record = repo.record_delivery
+    cuts = [1]
+
+    def cut_then_record(db, *args):  # type: ignore[no-untyped-def]
+        if cuts.pop() if cuts else 0:  # once: after the order was written, before the update is done
+            pid = db.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with hood.engine.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            db.execute(select(Order.id)).all()  # the ORM meets the cut first
+        return record(db, *args)
+
+    monkeypatch.setattr(repo, "record_delivery", cut_then_record)
+    with pytest.raises(OperationalError):
+        hood.core.take(report, kept[0].id, hood.core.owner)
+    assert orders(hood) == [] and unhandled(hood) == [kept[0].id], "nothing half done, nothing marked"
+    queued = hood.core.take(report, kept[0].id, hood.core.owner)  # the inbox's next try
+    assert [action.text.key for _, action in queued] == ["card.filed"] and orders(hood) == [report.text]
+    hood.engine.dispose()

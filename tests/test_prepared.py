@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import bindparam, inspect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, inspect, text
+from sqlalchemy.exc import IntegrityError, OperationalError, PendingRollbackError
 from sqlmodel import col, select
 
 from storage import prepared
@@ -117,3 +118,86 @@ def test_a_list_in_the_statement_and_values_bound_by_name(hood: Neighbourhood) -
 def _all_orders(hood: Neighbourhood) -> list[Order]:
     with session(hood.engine) as db:
         return list(db.exec(select(Order)))
+
+
+# --- found by a reviewer who attacked the layer -------------------------------------------------------------
+def test_a_write_in_a_savepoint_that_rolls_back_is_gone(hood: Neighbourhood) -> None:
+    hood.report()
+    taken = _columns(hood.order(1))
+    with session(hood.engine) as db:
+        assert prepared.get(db, Order, taken["id"]) is not None  # the transaction's connection in use
+        with db.begin_nested() as savepoint:
+            prepared.insert_values(db, Order, {**taken, "id": None, "number": 700})
+            savepoint.rollback()
+        db.commit()
+    assert [row.number for row in _all_orders(hood)] == [1]
+
+
+def test_after_a_failed_flush_nothing_runs_until_the_rollback(hood: Neighbourhood) -> None:
+    hood.report()
+    taken = _columns(hood.order(1))
+    with session(hood.engine) as db:
+        assert prepared.get(db, Order, taken["id"]) is not None  # the transaction's connection in use
+        db.add(Order(**{**taken, "id": None}))  # the same number again: the flush fails
+        with pytest.raises(IntegrityError):
+            db.flush()
+        with pytest.raises(PendingRollbackError):
+            prepared.insert_values(db, Order, {**taken, "id": None, "number": 701})
+        db.rollback()
+    assert [row.number for row in _all_orders(hood)] == [1]
+
+
+def test_an_error_met_while_reading_rows_is_sqlalchemys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    hood = Neighbourhood(f"sqlite:///{tmp_path / 'broken.db'}")
+    hood.report()
+    hood.report(who="李大爷", text="5号楼电梯门关不上")
+    with session(hood.engine) as db:
+        db.execute(text("UPDATE event SET detail = 'not json' WHERE id = (SELECT max(id) FROM event)"))
+        db.commit()
+    reading = Prepared(select(func.json_extract(Event.detail, "$.triage")).order_by(col(Event.id)))
+    with session(hood.engine) as db, pytest.raises(OperationalError):  # the database's trouble: the inbox waits
+        reading.rows(db, {})
+    hood.engine.dispose()
+
+
+def test_the_repeated_hour_when_the_clocks_go_back_is_stored_as_the_orm_stores_it(hood: Neighbourhood) -> None:
+    hood.report()
+    berlin = ZoneInfo("Europe/Berlin")
+    first, second = (datetime(2026, 10, 25, 2, 30, tzinfo=berlin, fold=fold) for fold in (0, 1))
+    order_id = hood.order(1).id
+    with session(hood.engine) as db:
+        ids = [prepared.insert_values(db, Event, {"order_id": order_id, "action": "note", "to_state": "reported",
+                                                  "at": moment, "detail": {}}) for moment in (first, second)]
+        db.commit()
+    with session(hood.engine) as db:
+        stored = [db.get(Event, event_id).at for event_id in ids]  # type: ignore[union-attr]
+    assert stored == [datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC)]
+
+
+def test_an_in_list_of_moments_is_bound_as_moments(hood: Neighbourhood) -> None:
+    hood.report()
+    created = hood.order(1).created_at
+    lookup = Prepared(select(Order.number).where(col(Order.created_at).in_([created, created + timedelta(days=1)])))
+    with session(hood.engine) as db:
+        assert lookup.rows(db, {}) == [(1,)]
+
+
+def test_what_cannot_be_prepared_is_refused_when_first_run(hood: Neighbourhood) -> None:
+    run_time_list = Prepared(select(Order.id).where(col(Order.id).in_(bindparam("ids", expanding=True))))
+    odd_name = Prepared(select(Order.id).where(Order.id == bindparam("n.x")))
+    with session(hood.engine) as db:
+        with pytest.raises(ValueError, match="IN list"):
+            run_time_list.rows(db, {"ids": [1]})
+        with pytest.raises(ValueError, match="plainly"):
+            odd_name.rows(db, {"n.x": 1})
+
+
+def test_a_row_written_in_a_rolled_back_transaction_is_not_found_after(hood: Neighbourhood) -> None:
+    hood.report()
+    taken = _columns(hood.order(1))
+    with session(hood.engine) as db:
+        values = prepared.row_values(Order, {**taken, "number": 702})
+        values["id"] = prepared.insert_values(db, Order, values)
+        ghost = prepared.as_loaded(db, Order, values)  # still held: the session keeps it after the rollback
+        db.rollback()
+        assert prepared.get(db, Order, values["id"]) is None and ghost is not None

@@ -45,7 +45,6 @@ from nio import (
 )
 from nio.api import MessageDirection
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.delivery import Undeliverable, once_key
 from bot.matrix.events import (
@@ -70,6 +69,7 @@ from bot.transport import LoginFailed, Transport
 from handlers.inbox import Arrival, Stored
 from handlers.protocol import Incoming, Kind, Mention, Outgoing
 from handlers.router import Linli
+from storage.db import DATABASE_AWAY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -427,7 +427,7 @@ class MatrixTransport(Transport):
             try:
                 incoming = await self._event(stored.payload["room"], stored.payload["event"],
                                              encrypted=bool(stored.payload.get("encrypted")))
-            except (OperationalError, InterfaceError):
+            except DATABASE_AWAY:
                 raise  # the database away: the lane tries the batch again
             except Exception:
                 log.exception("Matrix: could not read an event")
