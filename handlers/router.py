@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -122,14 +123,32 @@ class Linli:
                 results = [self._one(db, _whole(incoming), keep, now, grouped=grouped)
                            for incoming, keep in batch]
                 db.commit()
+                return results
             except Exception as error:  # one of the group must be undone, or the commit failed: one by one
                 self._roll_back(db)
                 if not grouped:
                     raise
                 if not isinstance(error, _Alone):
                     log.warning("a group of %s updates failed to commit (%s); each goes alone", len(batch), error)
-                return [self._handle(incoming, keep) for incoming, keep in batch]
-        return results
+        return self._one_by_one(batch)
+
+    def _one_by_one(self, batch: list[tuple[Incoming, Keep | None]]) -> list[list[Queued]]:
+        """Each update of a group in a transaction of its own. When one fails (the database went away), those
+        before it are stored and handled, but the caller hears only the failure and will not post what they
+        queued: their outbox rows are handed back at once for the sweep to post (within a second), instead of
+        waiting out their lease."""
+        done: list[list[Queued]] = []
+        try:
+            for incoming, keep in batch:
+                done.append(self._handle(incoming, keep))
+        except Exception:
+            for (_, keep), queued in zip(batch, done, strict=False):
+                rows = [row for row, _ in queued if row is not None]
+                if keep is not None and rows:
+                    with contextlib.suppress(*DATABASE_AWAY):  # away still: their leases run out instead
+                        outbox.release(self.engine, rows, keep.owner)
+            raise
+        return done
 
     def _one(self, db: Session, incoming: Incoming, keep: Keep | None, now: datetime, *,
              grouped: bool) -> list[Queued]:

@@ -199,3 +199,29 @@ def test_a_connection_lost_mid_update_is_tried_again_not_apologised_for(postgres
     queued = hood.core.take(report, kept[0].id, hood.core.owner)  # the inbox's next try
     assert [action.text.key for _, action in queued] == ["card.filed"] and orders(hood) == [report.text]
     hood.engine.dispose()
+
+
+def test_when_a_group_is_redone_and_one_fails_what_the_others_queued_is_handed_back_at_once(
+        hood: Neighbourhood, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    from storage import repo
+
+    said_by = [("3栋2单元楼道灯坏了，晚上黑漆漆的", "王阿姨"), ("5号楼电梯门关不上", "李大爷"),
+               ("北门路灯不亮", "赵阿姨")]
+    reports = [said(n, text, who=who) for n, (text, who) in enumerate(said_by, 1)]
+    kept = stored(hood, *reports)
+    record = repo.record_delivery
+
+    def away_for_the_third(db, service, chat, message_ref, now):  # type: ignore[no-untyped-def]
+        if message_ref == "msg-3":
+            raise OperationalError("INSERT …", {}, Exception("server closed the connection unexpectedly"))
+        return record(db, service, chat, message_ref, now)
+
+    monkeypatch.setattr(repo, "record_delivery", away_for_the_third)
+    with pytest.raises(OperationalError):
+        hood.core.take_many([(report, row.id) for report, row in zip(reports, kept, strict=True)], hood.core.owner)
+    assert orders(hood) == [reports[0].text, reports[1].text] and unhandled(hood) == [kept[2].id]
+    with session(hood.engine) as db:
+        cards = db.exec(select(Outbox)).all()
+    assert len(cards) == 2 and all(card.claimed_by is None for card in cards), "free for the sweep to post now"
