@@ -65,12 +65,13 @@ _retrying: ContextVar[Taken | None] = ContextVar("retrying", default=None)
 def taken_row(action: Outgoing, *, adopt: bool = False) -> tuple[int, int] | None:
     """The outbox row and earlier attempts of an action being handed back now, if it is one. Read it on the
     event loop, where the delivery runs: a worker thread does not see the delivery's context. `adopt`: the
-    caller settles that row itself."""
+    caller settles that row itself; two equal actions (the same reminder queued twice) adopt a row each."""
     taken = _retrying.get()
     if taken is None:
         return None
     found = next(((row_id, tried) for row_id, earlier, tried in taken.rows
-                  if replace(earlier, service=action.service) == action), None)
+                  if replace(earlier, service=action.service) == action
+                  and not (adopt and row_id in taken.adopted)), None)
     if found is not None and adopt:
         taken.adopted.add(found[0])
     return found

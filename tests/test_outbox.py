@@ -141,3 +141,11 @@ async def test_rows_handed_back_together_keep_their_order_when_the_first_fails_a
     with session(hood.engine) as db:
         waiting = db.exec(select(Outbox).where(col(Outbox.sent_at).is_(None)).order_by(col(Outbox.id))).all()
     assert [row.id for row in waiting] == rows and waiting[1].next_at >= waiting[0].next_at
+
+
+def test_two_equal_actions_handed_back_together_keep_a_row_each() -> None:
+    reminder = Outgoing(Kind.SEND, Text("remind.due", {"number": 7}), service="console", chat_id="群")
+    with outbox.retrying([(11, reminder, 0), (12, reminder, 2)]):
+        assert outbox.taken_row(reminder, adopt=True) == (11, 0)
+        assert outbox.taken_row(reminder, adopt=True) == (12, 2), "the second is the other row, not the first again"
+        assert outbox.taken_row(reminder, adopt=True) is None
