@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.2  # seconds: updates that changed nothing are marked handled together
 LOOK_EVERY = 1.0  # seconds: how often to look for updates another process stored, or a lane let wait
 BATCH = 32  # updates of one chat handled in one transaction when they come in a burst
+STORE_TOGETHER = 64  # webhook requests at most whose updates are stored in one transaction
 RETRY_PAUSES = (1.0, 4.0)  # seconds before trying a batch that failed again
 AWAY_PAUSES = (1.0, 30.0)  # seconds between tries while the database is away: the first, the longest
 
@@ -52,16 +53,47 @@ class InboxLanes:
         self._quiet: list[int] = []  # handled here; the core may not have marked them (they changed nothing)
         self._flusher: asyncio.Task[None] | None = None
         self._looker: asyncio.Task[None] | None = None
+        self._storing: list[tuple[list[Arrival], asyncio.Future[list[Stored]]]] = []
+        self._storer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
     async def receive(self, arrivals: list[Arrival], *, also: Callable[[Session], None] | None = None) -> int:
         """Store updates, then queue them in their lanes. Returns how many were new (the others came twice).
-        `also` writes in the same transaction (Matrix's sync token)."""
-        stored = await self.offload(inbox.store_now, self.engine, self.service, arrivals, self.clock.now(), also=also)
+        `also` writes in the same transaction (Matrix's sync token). Without it, what arrives while a store
+        is under way (webhook requests side by side) is stored together in the next transaction."""
+        if also is not None:
+            stored = await self.offload(inbox.store_now, self.engine, self.service, arrivals, self.clock.now(),
+                                        also=also)
+        else:
+            stored = await self._store_together(arrivals)
         self.received += len(stored)
         self.submit(stored)
         return len(stored)
+
+    async def _store_together(self, arrivals: list[Arrival]) -> list[Stored]:
+        done: asyncio.Future[list[Stored]] = asyncio.get_running_loop().create_future()
+        self._storing.append((arrivals, done))
+        if self._storer is None or self._storer.done():
+            self._storer = asyncio.create_task(self._store_gathered(), name=f"{self.name}-inbox-store")
+        return await done
+
+    async def _store_gathered(self) -> None:
+        while self._storing:
+            group, self._storing = self._storing[:STORE_TOGETHER], self._storing[STORE_TOGETHER:]
+            try:
+                together = [arrival for arrivals, _ in group for arrival in arrivals]
+                stored = await self.offload(inbox.store_now, self.engine, self.service, together, self.clock.now())
+            except Exception as error:  # each caller hears it (a webhook answers 500: Telegram sends it again)
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            by_key = {update.key: update for update in stored}
+            for arrivals, done in group:
+                mine = [by_key.pop(key) for key in (arrival.key[:255] for arrival in arrivals) if key in by_key]
+                if not done.done():
+                    done.set_result(mine)
 
     async def recover(self) -> None:
         """Queue what is still waiting in the inbox (a crash, a restart, another process), oldest first."""

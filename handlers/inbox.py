@@ -49,6 +49,7 @@ class Stored:
     id: int
     lane: str
     payload: dict[str, Any]
+    key: str = ""  # the service's own id of it, as stored
 
 
 def store(db: Session, service: str, arrivals: list[Arrival], now: datetime) -> list[Stored]:
@@ -59,13 +60,14 @@ def store(db: Session, service: str, arrivals: list[Arrival], now: datetime) -> 
     rows = [{"service": service, "key": a.key[:255], "lane": a.lane[:255], "payload": a.payload,
              "received_at": now} for a in arrivals]
     statement = _storing(db.get_bind().dialect.name)
-    return [Stored(row_id, lane, payload) for row_id, lane, payload in db.connection().execute(statement, rows)]
+    return [Stored(row_id, lane, payload, key)
+            for row_id, lane, payload, key in db.connection().execute(statement, rows)]
 
 
 @functools.cache
 def _storing(dialect: str) -> Any:
     return (upsert(dialect)(_TABLE).on_conflict_do_nothing(index_elements=["service", "key"])
-            .returning(_TABLE.c.id, _TABLE.c.lane, _TABLE.c.payload, sort_by_parameter_order=True))
+            .returning(_TABLE.c.id, _TABLE.c.lane, _TABLE.c.payload, _TABLE.c.key, sort_by_parameter_order=True))
 
 
 def store_now(engine: Engine, service: str, arrivals: list[Arrival], now: datetime, *,
@@ -100,7 +102,7 @@ def waiting(engine: Engine, service: str, *, lane: str | None = None, after: int
         if lane is not None:
             query = query.where(Inbox.lane == lane)
         rows = db.exec(query.order_by(col(Inbox.id)).limit(limit)).all()
-        return [Stored(row.id or 0, row.lane, row.payload) for row in rows]
+        return [Stored(row.id or 0, row.lane, row.payload, row.key) for row in rows]
 
 
 def hold_lane(engine: Engine, service: str, lane: str, owner: str, now: datetime) -> bool:

@@ -225,3 +225,26 @@ def test_when_a_group_is_redone_and_one_fails_what_the_others_queued_is_handed_b
     with session(hood.engine) as db:
         cards = db.exec(select(Outbox)).all()
     assert len(cards) == 2 and all(card.claimed_by is None for card in cards), "free for the sweep to post now"
+
+
+async def test_webhook_requests_side_by_side_are_stored_in_one_transaction(hood: Neighbourhood, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    transactions: list[int] = []
+    store_now = inbox.store_now
+
+    def counted(engine, service, arrivals, now, **kw):  # type: ignore[no-untyped-def]
+        transactions.append(len(arrivals))
+        return store_now(engine, service, arrivals, now, **kw)
+
+    monkeypatch.setattr(inbox, "store_now", counted)
+    handled: list[str] = []
+
+    async def handle(batch: list[Stored]) -> None:
+        handled.extend(update.key for update in batch)
+
+    lanes = InboxLanes("console", hood.engine, hood.clock, handle, owner=hood.core.owner)
+    new = await asyncio.gather(*(lanes.receive([Arrival(f"w{n}", f"chat:{n % 3}", {})]) for n in range(10)),
+                               lanes.receive([Arrival("w3", "chat:0", {})]))  # Telegram sent w3 twice
+    assert new == [1] * 10 + [0] and transactions == [11]
+    await asyncio.wait_for(lanes.idle(), 5)
+    assert sorted(handled) == sorted(f"w{n}" for n in range(10))
+    await lanes.stop()

@@ -30,13 +30,14 @@ from sqlalchemy import text as sql
 from sqlalchemy.exc import OperationalError
 
 from bot.cli.demo import EXAMPLE
+from bot.inbox import InboxLanes
 from bot.render import render
 from bot.settings import load_community
 from bot.wiring import open_storage, unreachable
 from handlers import inbox, stats
 from handlers.clock import ManualClock
 from handlers.community import CommunityConfig
-from handlers.inbox import Arrival
+from handlers.inbox import Arrival, Stored
 from handlers.protocol import Incoming
 from handlers.router import Linli
 from scheduler.sweep import sweep
@@ -107,6 +108,12 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
     chatter_per_s = messages / (time.perf_counter() - started)
     offset = len(texts) + len(chatter)
     stall = asyncio.run(_loop_stall(engine, core, [(offset + i, t) for i, (_, t) in enumerate(texts[:messages])]))
+    offset += messages
+    paced = {}
+    for rate in PACED_RATES:
+        stream = [(offset + i, t) for i, (_, t) in enumerate(texts[:min(messages, rate * 2)])]
+        paced[str(rate)] = asyncio.run(_paced(engine, core, stream, rate))
+        offset += len(stream)
     engine.dispose()
     baseline = bench_bare_sqlite(messages)
     per_s = messages / elapsed
@@ -114,7 +121,43 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
             "p99_ms": round(_percentile(latencies, 0.99) * 1000, 3), "baseline_per_s": round(baseline, 1),
             "ratio": round(per_s / baseline, 3), "messages": messages, "chatter_per_s": round(chatter_per_s, 1),
             "request_share": 0.75,  # the mixed stream: three requests to one piece of chatter
-            "arriving": ARRIVING, "loop_stall_ms": stall}
+            "arriving": ARRIVING, "loop_stall_ms": stall, "paced": paced}
+
+
+PACED_RATES = (250, 500, 1000)  # updates a second, arriving evenly over eight chats
+
+
+async def _paced(engine: Engine, core: Linli, texts: list[tuple[int, str]], rate: int) -> dict[str, float]:
+    """Updates arriving one by one at `rate` a second over eight chats, as webhooks bring them, through what a
+    transport uses: stored in the inbox (what arrives meanwhile together), handled in each chat's lane through
+    the async seam (group commit forms by itself from what lanes hand in while the core is busy). How long
+    from an update's arrival until it is handled and its reply queued."""
+    loop = asyncio.get_running_loop()
+    arrived: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def handle(batch: list[Stored]) -> None:
+        updates = [(_incoming(int(update.key[1:]), update.payload["text"]), update.id) for update in batch]
+        for queued in await core.take_async(updates):
+            for _, action in queued:
+                render(action.text, action.lang)
+        latencies.extend(loop.time() - arrived[update.key] for update in batch)
+
+    lanes = InboxLanes("console", engine, core.clock, handle, owner=core.owner, offload=core.call)
+    start = loop.time() + 0.05
+    receiving = []
+    for n, (i, text) in enumerate(texts):
+        due = start + n / rate
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        arrived[f"m{i}"] = due
+        receiving.append(asyncio.create_task(lanes.receive([Arrival(f"m{i}", f"chat:{i % 8}", {"text": text})])))
+    await asyncio.gather(*receiving)
+    await lanes.idle()
+    handled_in = loop.time() - start
+    await lanes.stop()
+    return {"p50_ms": round(statistics.median(latencies) * 1000, 2),
+            "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+            "kept_up": round(len(texts) / handled_in / rate, 2)}
 
 
 async def _loop_stall(engine: Engine, core: Linli, texts: list[tuple[int, str]]) -> float:
