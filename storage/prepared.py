@@ -274,7 +274,10 @@ def get(db: Session, model: type[M], row_id: int) -> M | None:
 
 def update_row(db: Session, instance: SQLModel, changes: Mapping[str, Any]) -> None:
     """UPDATE some columns of an object's row at once, and the object with them (as committed: nothing is
-    flushed again)."""
+    flushed again). Columns that already hold their value are left out."""
+    changes = {name: value for name, value in changes.items() if getattr(instance, name) != value}
+    if not changes:
+        return  # nothing new (a bare photo added to an order): no write, no new row version, no row lock
     model = type(instance)
     table = model.__table__  # type: ignore[attr-defined]
     columns = frozenset(changes)

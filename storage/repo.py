@@ -266,7 +266,7 @@ def open_orders(db: Session, grid_ids: Sequence[int], states: Iterable[str], lim
         db.exec(
             select(Order)
             .where(col(Order.grid_id).in_(grid_ids), col(Order.state).in_(list(states)))
-            .order_by(col(Order.created_at))
+            .order_by(col(Order.created_at), col(Order.id))  # ties (a busy minute) in the order filed
             .limit(limit)
         )
     )

@@ -201,3 +201,19 @@ def test_a_row_written_in_a_rolled_back_transaction_is_not_found_after(hood: Nei
         ghost = prepared.as_loaded(db, Order, values)  # still held: the session keeps it after the rollback
         db.rollback()
         assert prepared.get(db, Order, values["id"]) is None and ghost is not None
+
+
+def test_an_update_that_changes_nothing_writes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    hood = Neighbourhood(f"sqlite:///{tmp_path / 'quiet.db'}")
+    order_id = hood.order(hood.report()).id
+    statements: list[str] = []
+    with session(hood.engine) as db:
+        order = prepared.get(db, Order, order_id)  # type: ignore[arg-type]
+        assert order is not None
+        db.connection().connection.driver_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        prepared.update_row(db, order, {"text": order.text, "building": order.building})  # a bare photo added
+        prepared.update_row(db, order, {"text": order.text + "\n就在北门"})
+        db.commit()
+    updates = [sql for sql in statements if sql.startswith("UPDATE")]
+    assert len(updates) == 1 and updates[0].startswith("UPDATE work_order SET text="), "only the one that changed"
+    hood.engine.dispose()

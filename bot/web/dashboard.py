@@ -78,7 +78,7 @@ def open_in_scope(db: Session, community_id: int, grid_ids: list[int] | None) ->
     query = select(Order).where(Order.community_id == community_id, col(Order.state).in_(OPEN))
     if grid_ids is not None:
         query = query.where(col(Order.grid_id).in_(grid_ids))
-    return list(db.exec(query.order_by(col(Order.created_at))))
+    return list(db.exec(query.order_by(col(Order.created_at), col(Order.id))))
 
 
 def board(db: Session, community_id: int, now: datetime, open_now: list[Order], visible: frozenset[int]) -> list[Tile]:
