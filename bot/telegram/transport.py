@@ -388,7 +388,7 @@ class TelegramTransport(Transport):
 
     async def _prepare_message(self, message: Message, stored: Stored) -> Step:
         chat, me = message.chat, self._me()
-        self._learn(message.from_user)
+        await self._learn(message.from_user)
         group = chat.type in GROUP_TYPES
         admin = False
         if group:
@@ -416,7 +416,7 @@ class TelegramTransport(Transport):
                                     str(reply.message_id)) is None
 
     async def _prepare_press(self, query: CallbackQuery, stored: Stored) -> Step:
-        self._learn(query.from_user)
+        await self._learn(query.from_user)
         key = press_id(query.id)
         message = query.message
         admin = False
@@ -475,11 +475,11 @@ class TelegramTransport(Transport):
             await self._tell_if_blind(str(chat.id))
         elif new not in PRESENT:
             log.info("Telegram: no longer in %s (%s)", chat.title, chat.id)
-            self._forget_blind(str(chat.id))
+            await self._forget_blind(str(chat.id))
         else:
             await self._admins(chat.id)  # promoted or demoted: may it read the group now?
             if str(chat.id) not in self._blind:
-                self._forget_blind(str(chat.id))
+                await self._forget_blind(str(chat.id))
 
     # --- who is who --------------------------------------------------------------------------
     async def _admins(self, chat_id: int) -> frozenset[int]:
@@ -493,7 +493,7 @@ class TelegramTransport(Transport):
             members = await self._call(lambda: bot.get_chat_administrators(chat_id))
             ids, ttl = frozenset(m.user.id for m in members), self.admin_ttl
             for member in members:
-                self._learn(member.user)
+                await self._learn(member.user)
         except (Undeliverable, TelegramError) as error:
             log.warning("Telegram: could not read the admins of %s: %s", chat_id, error)
             ids, ttl = (cached[1] if cached else frozenset()), min(30.0, self.admin_ttl)
@@ -505,14 +505,22 @@ class TelegramTransport(Transport):
             self._blind.add(str(chat_id))
         return ids
 
-    def _learn(self, user: User | None) -> None:
+    async def _learn(self, user: User | None) -> None:
         """Remember who has an @username, so "/派单 #3 @liu" finds the person behind it."""
         if user is None or not user.username or user.is_bot:
             return
         name, uid = user.username.lower(), str(user.id)
         if self._usernames.get(name) != uid:
             self._usernames[name] = uid
-            self.state.put(f"u:{name}", uid)
+            await self._keep(f"u:{name}", uid)
+
+    async def _kept(self, key: str) -> str | None:
+        """The transport's own state, read on the bookkeeping thread: on the event loop it would wait for
+        the core's write transaction (SQLite transactions take the write lock when they begin)."""
+        return await self.core.aside(self.state.get, key)
+
+    async def _keep(self, key: str, value: str) -> None:
+        await self.core.aside(self.state.put, key, value)
 
     def _user_id_of(self, username: str) -> str | None:
         name = username.lower()
@@ -530,17 +538,17 @@ class TelegramTransport(Transport):
             return
         self._told.add(chat)
         key = f"privacy:{chat}"
-        if self.state.get(key):
+        if await self._kept(key):
             return
         if await self._say(int(chat), say("privacy", self.core.community.lang, bot=self._me().username)):
-            self.state.put(key, "1")
+            await self._keep(key, "1")
         else:
             self._told.discard(chat)
 
-    def _forget_blind(self, chat: str) -> None:
+    async def _forget_blind(self, chat: str) -> None:
         self._told.discard(chat)
-        if self.state.get(f"privacy:{chat}"):
-            self.state.put(f"privacy:{chat}", "")
+        if await self._kept(f"privacy:{chat}"):
+            await self._keep(f"privacy:{chat}", "")
 
     # --- actions out -------------------------------------------------------------------------
     async def carry(self, action: Outgoing) -> None:
@@ -661,10 +669,10 @@ class TelegramTransport(Transport):
 
     async def _hold_direct(self, action: Outgoing, user_id: str, name: str) -> None:
         key = f"dm:{user_id}"
-        held = json.loads(self.state.get(key) or "[]")
+        held = json.loads(await self._kept(key) or "[]")
         first = not held
         held = [*held, to_json(action)][-HELD_MAX:]
-        self.state.put(key, json.dumps(held, ensure_ascii=False))
+        await self._keep(key, json.dumps(held, ensure_ascii=False))
         if not first:
             return  # the group was asked already
         # the order's own group (its card may still be on its way there, in that group's lane)
@@ -687,10 +695,10 @@ class TelegramTransport(Transport):
     async def _release_direct(self, user_id: str) -> None:
         """Someone wrote to the bot in private: the direct messages held for them go now."""
         key = f"dm:{user_id}"
-        held = self.state.get(key)
+        held = await self._kept(key)
         if not held:
             return
-        self.state.put(key, "")
+        await self._keep(key, "")
         await self.deliver([from_json(data) for data in json.loads(held)])
 
     async def _say(self, chat_id: int, text: str) -> bool:
