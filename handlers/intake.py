@@ -155,12 +155,12 @@ def amend(turn: Turn, order: Order, text: str, verdict: Triage) -> None:
         if getattr(order, field) is None and getattr(place, field):
             changed[field] = getattr(place, field)
     prepared.update_row(turn.db, order, changed)
-    event_id = repo.insert_values(turn.db, Event, {
+    event_id = prepared.insert_values(turn.db, Event, {
         "order_id": order.id, "action": AMEND, "actor_id": turn.person.id, "from_state": order.state,
         "to_state": order.state, "at": turn.now, "chat_id": turn.chat.id, "message_ref": turn.incoming.message_id,
         "detail": {"text": text, "place": place.as_dict()}})
     for ref in turn.incoming.photos:
-        repo.insert_values(turn.db, Photo, {"order_id": order.id, "event_id": event_id,
+        prepared.insert_values(turn.db, Photo, {"order_id": order.id, "event_id": event_id,
                                             "service": turn.incoming.service, "ref": ref, "purpose": "report",
                                             "at": turn.now})
     orders.update_card(turn, order)
@@ -185,18 +185,18 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
         "grid_id": grid.id or turn.community.grid_id, "chat_id": turn.chat.id, "reporter_id": person.id,
         "confidence": verdict.confidence, "created_at": turn.now})
     # Prepared statements rather than the unit of work: filing is the hot path of every busy group.
-    values["id"] = repo.insert_values(db, Order, values)
+    values["id"] = prepared.insert_values(db, Order, values)
     order = prepared.as_loaded(db, Order, values)
     detail = {"triage": verdict.as_json()}
     if verdict.location.landmark:
         detail["landmark"] = verdict.location.landmark
-    event_id = repo.insert_values(db, Event, {
+    event_id = prepared.insert_values(db, Event, {
         "order_id": order.id, "action": Action.REPORT.value, "actor_id": person.id, "from_state": None,
         "to_state": order.state, "at": turn.now, "chat_id": turn.chat.id,
         "message_ref": turn.incoming.message_id, "detail": detail})
     earlier = [ref for fragment in before for ref in fragment.get("photos", [])]
     for ref in [*earlier, *turn.incoming.photos]:
-        repo.insert_values(db, Photo, {"order_id": order.id, "event_id": event_id, "service": turn.incoming.service,
+        prepared.insert_values(db, Photo, {"order_id": order.id, "event_id": event_id, "service": turn.incoming.service,
                                        "ref": ref, "purpose": "report", "at": turn.now})
     orders.post_card(turn, order, filed=True)
     if order.urgency == "red":
@@ -272,7 +272,7 @@ def _similarity(a: frozenset[str], b: frozenset[str]) -> float:
 
 def ask_if_duplicate(turn: Turn, order: Order, same: Similar) -> None:
     """Filed already, so nothing is lost; the reporter may fold it into the earlier order."""
-    prompt_id = repo.insert_values(turn.db, Prompt, {  # a plain INSERT: asked after most reports in a busy group
+    prompt_id = prepared.insert_values(turn.db, Prompt, {  # a plain INSERT: asked after most reports in a busy group
         "kind": "dup", "person_id": turn.person.id, "chat_id": turn.chat.id, "order_id": order.id,
         "payload": {"into": same.id}, "created_at": turn.now})
     buttons = ((Button(Text("btn.dup_yes", {"number": same.number}), press_data(Verb.DUPLICATE, prompt_id, "y")),

@@ -9,9 +9,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
-from storage import prepared
 from storage.models import (
     Chat,
     Counter,
@@ -157,20 +156,7 @@ def people_with_role_over(db: Session, path: str, role: str) -> list[Person]:
 
 
 # The hot path runs prepared statements on the session's connection: the same transaction, without the
-# ORM's per-statement work (storage/prepared.py).
-
-
-def insert_row(db: Session, row: SQLModel) -> int:
-    """Insert one new row with a plain INSERT (no unit of work) and return its id."""
-    table = row.__table__  # type: ignore[attr-defined]
-    return insert_values(db, type(row), {name: value for name, value in row.__dict__.items() if name in table.c})
-
-
-def insert_values(db: Session, model: type[SQLModel], values: dict) -> int:
-    """Insert one row given as plain values (building a model object costs more than the INSERT)."""
-    return prepared.insert_values(db, model, values)
-
-
+# ORM's per-statement work (storage/prepared.py: inserts there, the counter here).
 _COUNTER = Counter.__table__  # type: ignore[attr-defined]
 _TAKE_NUMBER = Prepared(update(_COUNTER).where(_COUNTER.c.community_id == bindparam("community"))
                         .values(next_number=_COUNTER.c.next_number + 1).returning(_COUNTER.c.next_number))
