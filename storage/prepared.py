@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -51,13 +50,9 @@ class _Compiled:
     errors: type[Exception]  # the driver's base error class
     results: tuple[Processor, ...] | None = None  # one per returned column, known from the first result
 
-    @contextmanager
-    def raising(self, params: Any) -> Iterator[None]:
-        """The driver's errors as SQLAlchemy's (IntegrityError, OperationalError …), as its callers expect."""
-        try:
-            yield
-        except self.errors as error:
-            raise DBAPIError.instance(self.sql, params, error, self.errors) from error
+    def raised(self, params: Any, error: Exception) -> Exception:
+        """The driver's error as SQLAlchemy's (IntegrityError, OperationalError …), as its callers expect."""
+        return DBAPIError.instance(self.sql, params, error, self.errors)
 
     def typed(self, cursor: Any, rows: list[Any]) -> list[tuple[Any, ...]]:
         """Rows with each value through its column's type (what the driver says a column holds may matter:
@@ -73,6 +68,9 @@ class _Compiled:
                       for process, value in zip(processors, row, strict=False)) for row in rows]
 
 
+_NOTHING, _FIRST, _EVERY = range(3)  # what a statement's caller reads of its result
+
+
 class Prepared:
     """One statement, compiled for each dialect it meets. Built at import time like any Core statement.
 
@@ -85,19 +83,15 @@ class Prepared:
 
     def run(self, db: Session, values: Mapping[str, Any]) -> Any:
         """Execute with `values` (by bindparam name); returns the driver's cursor."""
-        return self._execute(db, values)[0]
+        return self._execute(db, values, _NOTHING)[0]
 
     def rows(self, db: Session, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Every returned row, each value through its column's type."""
-        cursor, compiled = self._execute(db, values)
-        with compiled.raising(values):  # SQLite reads a result row by row: an error may come now
-            found = cursor.fetchall()
+        cursor, found, compiled = self._execute(db, values, _EVERY)
         return compiled.typed(cursor, found)
 
     def first(self, db: Session, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        cursor, compiled = self._execute(db, values)
-        with compiled.raising(values):
-            row = cursor.fetchone()
+        cursor, row, compiled = self._execute(db, values, _FIRST)
         return None if row is None else compiled.typed(cursor, [row])[0]
 
     def scalar(self, db: Session, values: Mapping[str, Any]) -> Any:
@@ -116,17 +110,22 @@ class Prepared:
         params = [_bind(compiled, values) for values in rows]
         cursor = driver.cursor()
         try:
-            with compiled.raising(params):
-                cursor.executemany(compiled.sql, params)
+            cursor.executemany(compiled.sql, params)
+        except compiled.errors as error:
+            raise compiled.raised(params, error) from error
         finally:
             cursor.close()
 
-    def _execute(self, db: Session, values: Mapping[str, Any]) -> tuple[Any, _Compiled]:
+    def _execute(self, db: Session, values: Mapping[str, Any], read: int) -> tuple[Any, Any, _Compiled]:
         driver, dialect = _driver(db)
         compiled = self._for(dialect)
         params = _bind(compiled, values)
-        with compiled.raising(params):
-            return driver.execute(compiled.sql, params), compiled
+        try:  # SQLite reads a result row by row: an error may come while fetching too
+            cursor = driver.execute(compiled.sql, params)
+            found = cursor.fetchone() if read == _FIRST else cursor.fetchall() if read == _EVERY else None
+        except compiled.errors as error:
+            raise compiled.raised(params, error) from error
+        return cursor, found, compiled
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -137,11 +136,20 @@ class Prepared:
 
 
 def _driver(db: Session) -> tuple[Any, Dialect]:
-    """The driver's connection of the session's transaction, and its dialect. Asked of the session every time
-    (2 µs): that is when it begins the transaction, emits a pending SAVEPOINT, or refuses a transaction a
-    failed flush has ended."""
+    """The driver's connection of the session's transaction, and its dialect. Asked of the session once per
+    transaction or savepoint: that is when it begins the transaction or emits a pending SAVEPOINT; a
+    transaction a failed flush has ended is no longer active, so the session is asked again and refuses it."""
+    current = db.get_nested_transaction() or db.get_transaction()
+    held = db.info.get(_HELD)
+    if held is not None and held[0] is current and current is not None and current.is_active:
+        return held[1], held[2]
     connection = db.connection()
-    return connection.connection.driver_connection, connection.dialect
+    found = connection.connection.driver_connection, connection.dialect
+    db.info[_HELD] = (db.get_nested_transaction() or db.get_transaction(), *found)
+    return found
+
+
+_HELD = "prepared.driver"  # Session.info: the transaction the driver connection below was asked for in
 
 
 def _compile(statement: Executable | Callable[[str], Executable], dialect: Dialect) -> _Compiled:
