@@ -30,7 +30,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.exc import OperationalError
 
 from bot.cli.demo import EXAMPLE
-from bot.inbox import InboxLanes
+from bot.inbox import FLUSH_EVERY, InboxLanes
 from bot.render import render
 from bot.settings import load_community
 from bot.wiring import open_storage, unreachable
@@ -69,19 +69,32 @@ def _incoming(i: int, text: str) -> Incoming:
                     text=text, message_id=f"m{i}")
 
 
-def _intake_round(engine: Engine, core: Linli, texts: list[tuple[int, str]]) -> None:
-    """As a transport does it: the updates stored in the inbox (one transaction), then handled by the core in
-    one transaction (group commit) with their replies queued in the outbox, the quiet ones marked, and
-    every reply rendered."""
-    now = core.clock.now()
-    stored = inbox.store_now(engine, "console", [Arrival(f"m{i}", "chat:阳光小区业主群", {"text": text})
-                                                 for i, text in texts], now)
-    results = core.take_many([(_incoming(i, text), update.id) for (i, text), update in zip(texts, stored, strict=True)],
-                             core.owner)
-    inbox.handled(engine, [update.id for update, queued in zip(stored, results, strict=True) if not queued], now)
-    for queued in results:
-        for _, action in queued:
-            render(action.text, action.lang)
+class _Arriving:
+    """Updates handled as a transport does it (`InboxLanes`): each round stored in the inbox (one transaction),
+    then handled by the core in one transaction (group commit) with its replies queued in the outbox and
+    every reply rendered; the updates that changed nothing are marked handled together every `FLUSH_EVERY`."""
+
+    def __init__(self, engine: Engine, core: Linli) -> None:
+        self.engine, self.core = engine, core
+        self.quiet: list[int] = []
+        self.flushed = time.perf_counter()
+
+    def round(self, texts: list[tuple[int, str]]) -> None:
+        now = self.core.clock.now()
+        stored = inbox.store_now(self.engine, "console", [Arrival(f"m{i}", "chat:阳光小区业主群", {"text": text})
+                                                          for i, text in texts], now)
+        results = self.core.take_many([(_incoming(i, text), update.id)
+                                       for (i, text), update in zip(texts, stored, strict=True)], self.core.owner)
+        self.quiet += [update.id for update, queued in zip(stored, results, strict=True) if not queued]
+        if time.perf_counter() - self.flushed >= FLUSH_EVERY:
+            self.flush()
+        for queued in results:
+            for _, action in queued:
+                render(action.text, action.lang)
+
+    def flush(self) -> None:
+        inbox.handled(self.engine, self.quiet, self.core.clock.now())
+        self.quiet, self.flushed = [], time.perf_counter()
 
 
 def bench_intake(url: str, messages: int) -> dict[str, Any]:
@@ -92,19 +105,21 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
     core.ready()  # as `linli run` starts
     texts = list(enumerate(_messages(messages + 200)))
     latencies: list[float] = []
+    arriving = _Arriving(engine, core)
     for start in range(0, 200, ARRIVING):  # warm caches, jieba and the first statements
-        _intake_round(engine, core, texts[start:min(start + ARRIVING, 200)])
+        arriving.round(texts[start:min(start + ARRIVING, 200)])
     started = time.perf_counter()
     for start in range(200, len(texts), ARRIVING):
         begin = time.perf_counter()
         chunk = texts[start:start + ARRIVING]
-        _intake_round(engine, core, chunk)
+        arriving.round(chunk)
         latencies += [time.perf_counter() - begin] * len(chunk)
     elapsed = time.perf_counter() - started
     chatter = [(i, f"{CHATTER[i % len(CHATTER)]}{i % 7}") for i in range(len(texts), len(texts) + messages)]
     started = time.perf_counter()
     for start in range(0, len(chatter), ARRIVING):  # most of a real group: judged, nothing stored but the update
-        _intake_round(engine, core, chatter[start:start + ARRIVING])
+        arriving.round(chatter[start:start + ARRIVING])
+    arriving.flush()
     chatter_per_s = messages / (time.perf_counter() - started)
     offset = len(texts) + len(chatter)
     stall = asyncio.run(_loop_stall(engine, core, [(offset + i, t) for i, (_, t) in enumerate(texts[:messages])]))
