@@ -149,4 +149,5 @@ async def _serve(core: Linli, settings: Settings, running: list[Transport]) -> N
         sweeper.shutdown()
         for transport in reversed(running):
             await transport.stop()
+        core.close()
         log.info("stopped")

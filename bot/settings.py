@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     sweep_seconds: float = 1.0  # an idle sweep costs about a millisecond; reminders are at most this late
     log_level: str = "INFO"
     triage_model: Path | None = None
+    triage_process: bool = True  # `linli run` judges a busy moment's messages ahead on a second core
 
     @field_validator("database_url")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -88,7 +89,8 @@ def open_core(settings: Settings, *, clock: Clock | None = None, config: Communi
     community_config = config or (load_community(path) if path else None)
     engine = open_storage(settings.database_url)
     community = community_config or _community(engine)
-    return Linli(engine, community, clock or SystemClock(), bot_names=bot_names)
+    return Linli(engine, community, clock or SystemClock(), bot_names=bot_names,
+                 judge_ahead=settings.triage_process and (os.cpu_count() or 1) > 1)
 
 
 def _community(engine: Engine) -> CommunityConfig:

@@ -19,10 +19,11 @@ from handlers.dispatch import suggest_team
 from handlers.lifecycle import OPEN_STATES, Action
 from handlers.protocol import Button, Kind, Outgoing, Text
 from handlers.triage import Triage, triage
+from handlers.triage.ahead import Asked
 from handlers.triage.features import caption
 from handlers.triage.normalize import fold, simplified
 from handlers.triage.rules import words_of
-from handlers.turn import GridInfo, Turn
+from handlers.turn import Community, GridInfo, Turn
 from storage import prepared, repo
 from storage.models import Event, Follower, Order, Person, Photo, Prompt
 from storage.prepared import Prepared
@@ -38,16 +39,21 @@ AMEND = "amend"  # an event: a message added to the order it belongs to
 DUPLICATE_CANDIDATES = 12  # the most recent open orders like it that are compared
 
 
-def buildings_of(turn: Turn) -> set[str] | None:
-    """The building numbers this community knows, or None when it lists none (then any is fine)."""
-    known = {grid.building for grid in turn.community.config.grids if grid.building}
-    return known or None
+def asked_of(community: Community) -> Asked:
+    """What triage needs of a community besides the text: its landmarks, the building numbers it knows (None
+    when it lists none: then any is fine) and how strict it is."""
+    config = community.config
+    buildings = frozenset(grid.building for grid in config.grids if grid.building)
+    return Asked(tuple(config.landmarks), buildings or None, config.triage.strictness)
 
 
 def judge(turn: Turn, text: str, *, explicit: bool) -> Triage:
-    config = turn.community.config
-    return triage(text, landmarks=config.landmarks, buildings=buildings_of(turn), explicit=explicit,
-                  strictness=config.triage.strictness)
+    """The verdict on `text`: judged ahead with the rest of its group when it was, else here."""
+    asked = asked_of(turn.community)
+    if turn.ahead is not None and (verdict := turn.ahead.get(text, explicit=explicit, asked=asked)) is not None:
+        return verdict
+    return triage(text, landmarks=asked.landmarks, buildings=asked.buildings, explicit=explicit,
+                  strictness=asked.strictness)
 
 
 def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:

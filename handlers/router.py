@@ -28,6 +28,7 @@ from handlers.privacy import shield
 from handlers.protocol import CardRef, Contact, Incoming, Kind, Outgoing, Text
 from handlers.roster import apply_roster
 from handlers.triage import triage
+from handlers.triage.ahead import TriageAhead, Verdicts
 from handlers.triage.normalize import clean, fold, language_of, whole
 from handlers.turn import Community, Turn
 from storage import repo
@@ -73,7 +74,7 @@ class Linli:
     """The bot's core, independent of any chat service."""
 
     def __init__(self, engine: Engine, config: CommunityConfig, clock: Clock,
-                 bot_names: frozenset[str] = frozenset()) -> None:
+                 bot_names: frozenset[str] = frozenset(), *, judge_ahead: bool = False) -> None:
         self.engine = engine
         self.clock = clock
         self.bot_names = frozenset(name.lower() for name in bot_names | DEFAULT_BOT_NAMES)
@@ -86,6 +87,7 @@ class Linli:
         self._gathering: list[tuple[list[tuple[Incoming, int | None]], asyncio.Future[list[list[Queued]]]]] = []
         self._gatherer: asyncio.Task[None] | None = None
         self.owner = leases.new_owner()  # this process, as the holder of leases on outbox rows and lanes
+        self._ahead = TriageAhead() if judge_ahead else None  # started by `ready`
 
     def add_bot_names(self, *names: str) -> None:
         """Names the bot also answers to, learnt when a transport logs in (the bot's @username):
@@ -118,10 +120,10 @@ class Linli:
     def _handle_all(self, batch: list[tuple[Incoming, Keep | None]]) -> list[list[Queued]]:
         now = self.clock.now()
         grouped = len(batch) > 1
-        with session(self.engine) as db:
+        batch = [(_whole(incoming), keep) for incoming, keep in batch]
+        with self._judged_ahead(batch) as ahead, session(self.engine) as db:
             try:
-                results = [self._one(db, _whole(incoming), keep, now, grouped=grouped)
-                           for incoming, keep in batch]
+                results = [self._one(db, incoming, keep, now, grouped=grouped, ahead=ahead) for incoming, keep in batch]
                 db.commit()
                 return results
             except Exception as error:  # one of the group must be undone, or the commit failed: one by one
@@ -131,6 +133,23 @@ class Linli:
                 if not isinstance(error, _Alone):
                     log.warning("a group of %s updates failed to commit (%s); each goes alone", len(batch), error)
         return self._one_by_one(batch)
+
+    def _judged_ahead(self, batch: list[tuple[Incoming, Keep | None]]) -> contextlib.AbstractContextManager[
+            Verdicts | None]:
+        """A group's texts judged in the triage process while the core works through the group; an update
+        alone is judged where it is handled (it would only wait for the process)."""
+        if self._ahead is None or len(batch) < 2:
+            return contextlib.nullcontext()
+        return self._ahead.judging([self._judged_text(incoming) for incoming, _ in batch],
+                                   intake.asked_of(self.community))
+
+    def _judged_text(self, incoming: Incoming) -> str | None:
+        """What `_route` will hand triage for this update if it is a resident's message, as most are; None for
+        a press, a command, a direct message or an @-mention (judged as it comes, if at all)."""
+        if incoming.button or incoming.is_direct or incoming.mentions_bot:
+            return None
+        text = clean(incoming.text)[:MAX_TEXT]
+        return None if parse(text, self.bot_names) is not None else text or "[图片]"
 
     def _one_by_one(self, batch: list[tuple[Incoming, Keep | None]]) -> list[list[Queued]]:
         """Each update of a group in a transaction of its own. When one fails (the database went away), those
@@ -151,7 +170,7 @@ class Linli:
         return done
 
     def _one(self, db: Session, incoming: Incoming, keep: Keep | None, now: datetime, *,
-             grouped: bool) -> list[Queued]:
+             grouped: bool, ahead: Verdicts | None = None) -> list[Queued]:
         """One update, inside the caller's transaction. In a group, what needs undoing raises `_Alone`."""
 
         def undo(*, wrote: bool = True) -> None:
@@ -164,6 +183,7 @@ class Linli:
 
         flushed_before = _flushes(db)
         turn = self._turn(db, incoming, now)
+        turn.ahead = ahead
         try:
             self._route(turn)
             if not turn.out and _flushes(db) == flushed_before and not (db.new or db.dirty or db.deleted):
@@ -466,8 +486,24 @@ class Linli:
         """Before the first message: load the triage model and its word cutter (about 0.3 s), then set aside
         everything start-up built (gc.freeze), so the collector's full passes no longer walk it: one such
         pass stalled a busy core ~100 ms."""
+        if self._ahead is not None:
+            self._ahead.start()  # it loads the model beside this
         triage("3栋2单元楼道灯坏了")
         gc.freeze()
+
+    @property
+    def judged_ahead(self) -> int:
+        """Verdicts taken from the triage process so far."""
+        return self._ahead.served if self._ahead is not None else 0
+
+    def ahead_ready(self, timeout: float = 15.0) -> bool:
+        """Wait until the triage process judges ahead (a benchmark measures the core at work)."""
+        return self._ahead is not None and self._ahead.wait_ready(timeout)
+
+    def close(self) -> None:
+        """Stop what the core started: the triage process. The core's threads end with the process."""
+        if self._ahead is not None:
+            self._ahead.stop()
 
     def order_chat(self, order_id: int, service: str) -> str | None:
         """The chat an order was reported in, when it is on `service` (not a direct chat)."""

@@ -13,6 +13,7 @@ from handlers.community import CommunityConfig
 from handlers.directory import ChatInfo, Directory, PersonInfo
 from handlers.lifecycle import AUTHORITY, Actor, Capacity, Source, reaches
 from handlers.protocol import Button, Incoming, Kind, Mention, Outgoing, Text
+from handlers.triage.ahead import Verdicts
 from handlers.workdays import WorkCalendar
 from storage import repo
 from storage.models import Grid, Person
@@ -66,6 +67,7 @@ class Turn:
     lang: str
     directory: Directory
     out: list[Outgoing] = field(default_factory=list)
+    ahead: Verdicts | None = None  # the verdicts on this group's texts, judged in the triage process
 
     @property
     def chat_lang(self) -> str:

@@ -117,6 +117,11 @@ def current_model() -> TriageModel:
     return _loaded.get()
 
 
+def current_model_path() -> Path:
+    """The file of the model in use (the shipped one unless `use_model` named another)."""
+    return _loaded.path
+
+
 def triage(
     text: str,
     *,
