@@ -53,21 +53,40 @@ class Stored:
 
 
 def store(db: Session, service: str, arrivals: list[Arrival], now: datetime) -> list[Stored]:
-    """Store updates inside the caller's transaction; one stored before (a second delivery) is skipped.
-    Returns the new ones, in the order given."""
-    if not arrivals:
-        return []
-    rows = [{"service": service, "key": a.key[:255], "lane": a.lane[:255], "payload": a.payload,
-             "received_at": now} for a in arrivals]
-    statement = _storing(db.get_bind().dialect.name)
-    return [Stored(row_id, lane, payload, key)
-            for row_id, lane, payload, key in db.connection().execute(statement, rows)]
+    """Store updates inside the caller's transaction; one stored before (a second delivery, or the same one
+    twice in `arrivals`) is skipped. Returns the new ones, in the order given."""
+    rows: dict[str, dict[str, Any]] = {}
+    for a in arrivals:
+        rows.setdefault(a.key[:255], {"key": a.key[:255], "lane": a.lane[:255], "payload": a.payload})
+    given = list(rows.values())
+    new: dict[str, int] = {}
+    for start in range(0, len(given), STORE_AT_ONCE):  # one statement a chunk, whatever the service sent
+        chunk = given[start:start + STORE_AT_ONCE]
+        values = {"service": service, "now": now}
+        for i, row in enumerate(chunk):
+            values.update({f"key_{i}": row["key"], f"lane_{i}": row["lane"], f"payload_{i}": row["payload"]})
+        new.update((key, row_id) for row_id, key in _storing(len(chunk)).rows(db, values))
+    return [Stored(new[row["key"]], row["lane"], row["payload"], row["key"]) for row in given if row["key"] in new]
+
+
+STORE_AT_ONCE = 32  # rows in one INSERT
 
 
 @functools.cache
-def _storing(dialect: str) -> Any:
-    return (upsert(dialect)(_TABLE).on_conflict_do_nothing(index_elements=["service", "key"])
-            .returning(_TABLE.c.id, _TABLE.c.lane, _TABLE.c.payload, _TABLE.c.key, sort_by_parameter_order=True))
+def _storing(count: int) -> Prepared:
+    """INSERT of `count` updates that skips those stored before, returning the ids and keys of the new ones."""
+    column = _TABLE.c
+
+    def statement(dialect: str) -> Any:
+        service, now = bindparam("service", type_=column.service.type), bindparam("now", type_=column.received_at.type)
+        rows = [{"service": service, "key": bindparam(f"key_{i}", type_=column.key.type),
+                 "lane": bindparam(f"lane_{i}", type_=column.lane.type),
+                 "payload": bindparam(f"payload_{i}", type_=column.payload.type), "received_at": now}
+                for i in range(count)]
+        return (upsert(dialect)(_TABLE).values(rows).on_conflict_do_nothing(index_elements=["service", "key"])
+                .returning(_TABLE.c.id, _TABLE.c.key))
+
+    return Prepared(statement)
 
 
 def store_now(engine: Engine, service: str, arrivals: list[Arrival], now: datetime, *,

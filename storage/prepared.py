@@ -26,6 +26,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.sqltypes import NullType
 from sqlmodel import Session, SQLModel
 
 M = TypeVar("M", bound=SQLModel)
@@ -159,6 +160,9 @@ def _compile(statement: Executable | Callable[[str], Executable], dialect: Diale
     if compiled.escaped_bind_names:
         raise ValueError(f"name these values plainly (letters, digits, _): {sorted(compiled.escaped_bind_names)}")
     given = {name for name, bind in compiled.binds.items() if bind.required}
+    untyped = sorted(name for name in given if isinstance(compiled.binds[name].type, NullType))
+    if untyped:  # a date would go to the driver as str(), not in the column's format: compared wrongly later
+        raise ValueError(f"give these values their column's type (bindparam(..., type_=…)): {untyped}")
     if any(compiled.binds[name].expanding for name in given):
         raise ValueError("an IN list given at run time cannot be prepared: write its items into the statement")
     expanded = compiled.construct_expanded_state({name: None for name in given})  # IN lists become ?, ?, …

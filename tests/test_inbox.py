@@ -38,6 +38,15 @@ def unhandled(hood: Neighbourhood) -> list[int]:
         return [row.id or 0 for row in db.exec(select(Inbox).where(col(Inbox.handled_at).is_(None)))]
 
 
+def test_updates_stored_together_are_found_by_the_moment_they_came(hood: Neighbourhood) -> None:
+    """Stored as the ORM stores a moment, so a query by time (what is old enough to clear) finds them."""
+    kept = stored(hood, *[said(n, "早上好") for n in range(40)], said(3, "早上好"))
+    assert [update.key for update in kept] == [f"msg-{n}" for n in range(40)], "each once, in the order sent"
+    with session(hood.engine) as db:
+        found = db.exec(select(Inbox).where(col(Inbox.received_at) >= hood.clock.now())).all()
+    assert sorted(row.id for row in found) == sorted(update.id for update in kept)
+
+
 def test_an_update_is_stored_once_and_handled_once(hood: Neighbourhood) -> None:
     report = said(1, "3栋2单元楼道灯坏了，晚上黑漆漆的")
     first = stored(hood, report)

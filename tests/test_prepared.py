@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import bindparam, func, inspect, text
+from sqlalchemy import bindparam, func, insert, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError, PendingRollbackError
 from sqlmodel import col, select
 
@@ -185,11 +185,15 @@ def test_an_in_list_of_moments_is_bound_as_moments(hood: Neighbourhood) -> None:
 def test_what_cannot_be_prepared_is_refused_when_first_run(hood: Neighbourhood) -> None:
     run_time_list = Prepared(select(Order.id).where(col(Order.id).in_(bindparam("ids", expanding=True))))
     odd_name = Prepared(select(Order.id).where(Order.id == bindparam("n.x")))
+    # in a many-row INSERT, Core types only the first row's values by their columns
+    untyped = Prepared(insert(Event.__table__).values([{"at": bindparam("a")}, {"at": bindparam("b")}]))  # type: ignore[attr-defined]
     with session(hood.engine) as db:
         with pytest.raises(ValueError, match="IN list"):
             run_time_list.rows(db, {"ids": [1]})
         with pytest.raises(ValueError, match="plainly"):
             odd_name.rows(db, {"n.x": 1})
+        with pytest.raises(ValueError, match="column's type"):  # a moment would be stored as str(), not as a moment
+            untyped.run(db, {"a": datetime.now(UTC), "b": datetime.now(UTC)})
 
 
 def test_a_row_written_in_a_rolled_back_transaction_is_not_found_after(hood: Neighbourhood) -> None:
