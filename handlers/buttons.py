@@ -8,6 +8,7 @@ built (unknown verbs, non-ASCII digits such as "²" or "①", ids too long for t
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -62,9 +63,15 @@ class Press:
 def press_data(verb: Verb, ident: int, arg: str | int | None = None) -> str:
     """What a button carries."""
     data = f"{verb.value}:{ident}" if arg is None else f"{verb.value}:{ident}:{arg}"
-    if read_press(data) is None:
+    if not (0 < ident <= MAX_IDENT and _reads_back(verb, None if arg is None else str(arg))):
         raise ValueError(f"not a press this codec reads back: {data!r}")
     return data
+
+
+@functools.lru_cache(maxsize=1024)
+def _reads_back(verb: Verb, arg: str | None) -> bool:
+    """Whether `read_press` reads a press of `verb` with `arg` back (a card's few kinds of button, checked once)."""
+    return read_press(f"{verb.value}:1" if arg is None else f"{verb.value}:1:{arg}") is not None
 
 
 def read_press(data: str) -> Press | None:

@@ -136,11 +136,11 @@ class Linli:
 
     def _judged_ahead(self, batch: list[tuple[Incoming, Keep | None]]) -> contextlib.AbstractContextManager[
             Verdicts | None]:
-        """A group's texts judged in the triage process while the core works through the group; an update
-        alone is judged where it is handled (it would only wait for the process)."""
+        """A group's texts judged in the triage process while the core works through the group. The first is
+        judged here: the core reaches it before the process could, and the process starts on the second."""
         if self._ahead is None or len(batch) < 2:
             return contextlib.nullcontext()
-        return self._ahead.judging([self._judged_text(incoming) for incoming, _ in batch],
+        return self._ahead.judging([None, *(self._judged_text(incoming) for incoming, _ in batch[1:])],
                                    intake.asked_of(self.community))
 
     def _judged_text(self, incoming: Incoming) -> str | None:
