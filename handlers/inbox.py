@@ -105,6 +105,11 @@ def mark_handled(db: Session, inbox_id: int, now: datetime) -> bool:
     return _MARK.count(db, {"inbox_id": inbox_id, "now": now}) > 0
 
 
+def all_marked_handled(db: Session, inbox_ids: list[int], now: datetime) -> bool:
+    """`mark_handled` for a group's updates in one statement: False if any was handled already."""
+    return not inbox_ids or _MARK.run_many(db, [{"inbox_id": i, "now": now} for i in inbox_ids]) == len(inbox_ids)
+
+
 def handled(engine: Engine, inbox_ids: list[int], now: datetime) -> None:
     """Updates that changed nothing (chatter, a second delivery, a service notice): marked together."""
     if inbox_ids:

@@ -22,7 +22,7 @@ from handlers import leases
 from handlers.protocol import Outgoing, from_json, to_json
 from storage.db import session
 from storage.models import Outbox
-from storage.prepared import insert_values
+from storage.prepared import insert_many
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -45,7 +45,7 @@ def put(db: Session, actions: list[Outgoing], now: datetime, *, owner: str | Non
     if owner is None:  # the sweep's reminders: many rows at once, nobody waiting on their ids
         db.connection().execute(insert(_TABLE), rows)
         return []
-    return [insert_values(db, Outbox, row) for row in rows]  # a turn's one or two replies: the hot path
+    return insert_many(db, Outbox, rows)  # a busy moment's replies: the hot path
 
 
 class Taken:

@@ -45,6 +45,32 @@ MAX_TEXT = 64_000  # longer messages are kept up to this many characters
 DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
 
 
+class _Kept:
+    """What a group of updates marks handled and queues in the outbox, written when the group ends: two
+    statements for the group instead of two or three for each update. The queued lists handed out get
+    their outbox rows then."""
+
+    def __init__(self) -> None:
+        self._marks: list[int] = []
+        self._queued: list[tuple[list[Queued], int, Outgoing]] = []
+        self._owner = ""
+
+    def add(self, keep: Keep, actions: list[Outgoing]) -> list[Queued]:
+        if keep.inbox_id is not None:
+            self._marks.append(keep.inbox_id)
+        queued: list[Queued] = [(None, action) for action in actions]
+        self._queued += [(queued, i, action) for i, action in enumerate(actions) if action.kind is not Kind.ALERT]
+        self._owner = keep.owner
+        return queued
+
+    def write(self, db: Session, now: datetime) -> None:
+        if not inbox.all_marked_handled(db, self._marks, now):
+            raise _Alone  # another process handled one of them meanwhile: each goes alone, and finds out which
+        rows = outbox.put(db, [action for _, _, action in self._queued], now, owner=self._owner)
+        for (queued, i, action), row in zip(self._queued, rows, strict=True):
+            queued[i] = (row, action)
+
+
 class _Alone(Exception):
     """An update of a group commit needs undoing: the group is rolled back and each goes on its own."""
 
@@ -123,7 +149,10 @@ class Linli:
         batch = [(_whole(incoming), keep) for incoming, keep in batch]
         with self._judged_ahead(batch) as ahead, session(self.engine) as db:
             try:
-                results = [self._one(db, incoming, keep, now, grouped=grouped, ahead=ahead) for incoming, keep in batch]
+                kept = _Kept() if grouped else None
+                results = [self._one(db, incoming, keep, now, kept=kept, ahead=ahead) for incoming, keep in batch]
+                if kept is not None:
+                    kept.write(db, now)
                 db.commit()
                 return results
             except Exception as error:  # one of the group must be undone, or the commit failed: one by one
@@ -170,8 +199,10 @@ class Linli:
         return done
 
     def _one(self, db: Session, incoming: Incoming, keep: Keep | None, now: datetime, *,
-             grouped: bool, ahead: Verdicts | None = None) -> list[Queued]:
-        """One update, inside the caller's transaction. In a group, what needs undoing raises `_Alone`."""
+             kept: _Kept | None = None, ahead: Verdicts | None = None) -> list[Queued]:
+        """One update, inside the caller's transaction. In a group (`kept`: what the group writes at its end),
+        what needs undoing raises `_Alone`."""
+        grouped = kept is not None
 
         def undo(*, wrote: bool = True) -> None:
             if not wrote:
@@ -196,7 +227,7 @@ class Linli:
             ):
                 undo()
                 return []
-            queued = self._keep(db, keep, shield(turn.out), now)
+            queued = self._keep(db, keep, shield(turn.out), now, kept)
             if queued is None:  # another process handled this update meanwhile
                 undo()
                 return []
@@ -219,10 +250,14 @@ class Linli:
         return self._keep(db, keep, [_sorry(incoming, turn.lang)], now) or []
 
     @staticmethod
-    def _keep(db: Session, keep: Keep | None, actions: list[Outgoing], now: datetime) -> list[Queued] | None:
-        """Queue what to say in the outbox and mark the update handled, in the caller's transaction."""
+    def _keep(db: Session, keep: Keep | None, actions: list[Outgoing], now: datetime,
+              kept: _Kept | None = None) -> list[Queued] | None:
+        """Queue what to say in the outbox and mark the update handled, in the caller's transaction; in a
+        group, when the group ends (`_Kept`)."""
         if keep is None:
             return [(None, action) for action in actions]
+        if kept is not None:
+            return kept.add(keep, actions)
         if keep.inbox_id is not None and not inbox.mark_handled(db, keep.inbox_id, now):
             return None
         kept = [action for action in actions if action.kind is not Kind.ALERT]

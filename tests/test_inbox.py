@@ -179,6 +179,30 @@ def test_a_console_killed_mid_message_finishes_it_on_its_next_start(hood: Neighb
     assert console.say("王阿姨", "3栋2单元楼道灯坏了，晚上黑漆漆的", chat=GROUP, message_id="msg-1") == [], "once"
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_group_marks_its_updates_and_queues_their_replies_when_it_ends(backend: str, request, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One statement marks the group's updates, one queues its replies; each reply gets its own row, in
+    order, and an update handled meanwhile elsewhere sends the group one by one, where it is found out."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 'g.db'}"
+    hood = Neighbourhood(url)
+    reports = [said(n, f"{n}栋楼道灯坏了", who=f"居民{n}") for n in range(1, 5)]
+    rows = stored(hood, *reports)
+    results = hood.core.take_many([(r, row.id) for r, row in zip(reports, rows, strict=True)], hood.core.owner)
+    outbox_rows = [row for queued in results for row, _ in queued]
+    assert all(outbox_rows) and outbox_rows == sorted(set(outbox_rows)), "a row each, in the order said"
+    with session(hood.engine) as db:
+        payloads = {row.id: row.payload["order_id"] for row in db.exec(select(Outbox))}
+    assert [payloads[row] for row in outbox_rows] == [action.order_id for q in results for _, action in q]
+    assert unhandled(hood) == []
+    again = [said(n, f"{n}栋电梯坏了", who=f"居民{n}") for n in range(10, 13)]
+    more = stored(hood, *again)
+    inbox.handled(hood.engine, [more[1].id], hood.clock.now())  # another process was quicker with this one
+    results = hood.core.take_many([(r, row.id) for r, row in zip(again, more, strict=True)], hood.core.owner)
+    assert [len(queued) > 0 for queued in results] == [True, False, True]
+    assert orders(hood)[-2:] == [again[0].text, again[2].text], "the one handled elsewhere is not filed twice"
+    hood.engine.dispose()
+
+
 def test_a_connection_lost_mid_update_is_tried_again_not_apologised_for(postgres_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL restarted (or the connection cut) while a report was being filed: the update is not
     answered "sorry" and marked handled, it waits, and the next try files it."""
