@@ -15,6 +15,7 @@ from handlers import outbox
 from handlers.protocol import Kind, Outgoing
 from handlers.router import Linli, Queued
 from scheduler.runner import SweepRunner
+from storage.db import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,11 @@ def serve(settings: Settings, *, webhook: str | None = None, listen: str = "127.
     core = open_core(settings)
     running = transports(core, settings, webhook=webhook, listen=listen)
     offer_owner_code(core)
-    asyncio.run(_serve(core, settings, running))
+    checkpointer = Checkpointer(core.engine)  # SQLite's log copied back beside the core, not in its commits
+    try:
+        asyncio.run(_serve(core, settings, running))
+    finally:
+        checkpointer.stop()
 
 
 async def _serve(core: Linli, settings: Settings, running: list[Transport]) -> None:

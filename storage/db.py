@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from sqlmodel import Session, create_engine
 # The database could not be reached, was busy past its timeout or went away mid-transaction: the work itself
 # is not wrong, so it is tried again later, for as long as it takes, and never answered with an apology.
 DATABASE_AWAY = (OperationalError, InterfaceError)
+log = logging.getLogger(__name__)
 PRIVATE_FILE = 0o600  # residents' names, phones and addresses: for the account that runs Linli only
 PRIVATE_DIR = 0o700
 
@@ -92,6 +95,48 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+class Checkpointer:
+    """Copies SQLite's write-ahead log back into the database file on a thread of its own.
+
+    Left to SQLite, the transaction that commits past 1,000 pages of log does it, and waits for the two
+    fsyncs: in a busy moment that commit took 8–22 ms, the worst rounds of all. Here the log is checkpointed
+    every `every` seconds beside the core (PASSIVE: it waits for no reader or writer), and a commit does it
+    only past `SAFETY_PAGES`, should this thread ever fall behind. Nothing to do for PostgreSQL."""
+
+    SAFETY_PAGES = 20_000  # about 80 MB of log
+
+    def __init__(self, engine: Engine, every: float = 0.25) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        path = engine.url.database
+        if engine.dialect.name != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+            return
+        event.listen(engine, "connect", _leave_checkpoints)
+        engine.dispose()  # connections from now on leave checkpoints to this thread
+        self._thread = threading.Thread(target=self._run, args=(path, every), name="linli-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self, path: str, every: float) -> None:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(every):
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as error:  # the file busy or gone for a moment: the next turn does it
+                    log.debug("checkpoint: %s", error)
+        finally:
+            connection.close()
+
+
+def _leave_checkpoints(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={Checkpointer.SAFETY_PAGES}")
 
 
 def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]

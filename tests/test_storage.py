@@ -84,3 +84,46 @@ def test_applying_the_roster_again_adds_nobody(tmp_path) -> None:  # type: ignor
             counts.append((len(db.exec(select(Person)).all()), len(db.exec(select(RoleGrant)).all())))
     assert counts[0] == counts[1] == counts[2], counts
     engine.dispose()
+
+
+def _in_the_database_file(path) -> int:  # type: ignore[no-untyped-def]
+    """Rows of `t` in the database file itself, the write-ahead log left unread."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as raw:
+        return raw.execute("SELECT count(*) FROM t").fetchone()[0]
+
+
+def test_the_log_is_copied_into_the_database_by_the_checkpointer_not_by_a_commit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from storage.db import Checkpointer, session
+
+    path = tmp_path / "c.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with session(engine) as db:
+        db.execute(text("CREATE TABLE t (n INTEGER)"))
+        db.commit()
+    checkpointer = Checkpointer(engine, every=0.05)
+    try:
+        with session(engine) as db:
+            assert db.execute(text("PRAGMA wal_autocheckpoint")).scalar() == Checkpointer.SAFETY_PAGES
+            for n in range(50):
+                db.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+                db.commit()
+        deadline = time.monotonic() + 10
+        while _in_the_database_file(path) < 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _in_the_database_file(path) == 50, "the checkpointer copied the log back"
+    finally:
+        checkpointer.stop()
+        engine.dispose()
+
+
+def test_postgresql_needs_no_checkpointer(postgres_url: str) -> None:
+    from storage.db import Checkpointer
+
+    engine = make_engine(postgres_url)
+    checkpointer = Checkpointer(engine)
+    checkpointer.stop()  # nothing started, nothing to stop
+    engine.dispose()

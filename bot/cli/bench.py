@@ -42,7 +42,7 @@ from handlers.protocol import Incoming
 from handlers.router import Linli
 from scheduler.sweep import sweep
 from storage import repo
-from storage.db import session
+from storage.db import Checkpointer, session
 from storage.models import Order, Reminder
 
 PLACES = ["3栋2单元", "5号楼", "7幢1单元301", "12#楼", "2-1-502", "B区5栋", "北门", "地下车库"]
@@ -102,6 +102,7 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
     """Update → inbox row → triage → stored order, event and queued reply → rendered, in rounds of `ARRIVING`
     updates as they come in a busy group; a message's latency is its round's."""
     engine = open_storage(url)
+    checkpointer = Checkpointer(engine)  # as `linli run` does
     core = Linli(engine, load_community(EXAMPLE), ManualClock(), judge_ahead=JUDGE_AHEAD)
     core.ready()  # as `linli run` starts
     core.ahead_ready()  # `linli run` judges alone for its first half second; measured here is the core at work
@@ -133,6 +134,7 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
         paced[str(rate)] = asyncio.run(_paced(engine, core, stream, rate))
         offset += len(stream)
     core.close()
+    checkpointer.stop()
     engine.dispose()
     baseline = bench_bare_sqlite(messages)
     per_s = messages / elapsed
