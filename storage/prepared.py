@@ -173,13 +173,25 @@ def _compile(statement: Executable | Callable[[str], Executable], dialect: Diale
     params = []
     for name in order:
         bind = compiled.binds.get(items_of.get(name, name))  # an IN list's item has its list's type
-        process = bind.type.dialect_impl(dialect).bind_processor(dialect) if bind is not None else None
+        process = _processor(bind.type, dialect) if bind is not None else None
         constant = None if name in given else _plain(expanded.parameters[name])
         params.append(_Param(name, process, constant, name in given))
     returned = getattr(statement, "exported_columns", ())
     kinds = tuple(column.type.dialect_impl(dialect) for column in returned)
     return _Compiled(expanded.statement, tuple(params), expanded.positiontup is not None, kinds, dialect,
                      dialect.loaded_dbapi.Error)
+
+
+_processors: dict[tuple[str, str], Processor] = {}
+
+
+def _processor(kind: Any, dialect: Dialect) -> Processor:
+    """A type's bind processor, one per dialect and type: every statement's moments then share one, and a
+    moment bound by many statements is converted once (`_processed_time`)."""
+    key = (dialect.name, repr(kind))
+    if key not in _processors:
+        _processors[key] = kind.dialect_impl(dialect).bind_processor(dialect)
+    return _processors[key]
 
 
 def _plain(value: Any) -> Any:

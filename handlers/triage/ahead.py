@@ -15,6 +15,7 @@ Run as `python -m handlers.triage.ahead FD` by `TriageAhead`; not a command for 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -42,6 +43,7 @@ START_WAIT = 15.0  # seconds `wait_ready` waits for a process that loads the mod
 RESTART_AFTER = 30.0  # seconds: a process that died or hung is started again no sooner
 _PACKAGES = Path(__file__).resolve().parents[2]  # where `handlers` is importable from, for the process
 _SIZE = struct.Struct("!I")  # each message on the socket: its length, then its pickle
+NICENESS = 10  # the process's priority below the core's: on a CPU both need, the core goes first
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +270,8 @@ def _triage(plain: tuple[Any, ...] | None) -> Triage | None:
 
 def serve(sock: socket.socket, model: str) -> None:
     """The process: judge each group's texts in order, a verdict sent as soon as it is made."""
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     current = model
     use_model(current)
     triage("3栋2单元楼道灯坏了")
