@@ -114,7 +114,7 @@ class Order(SQLModel, table=True):
     room: str | None = Field(default=None, max_length=32)
     grid_id: int = Field(foreign_key="grid.id")
     chat_id: int | None = Field(default=None, foreign_key="chat.id")
-    reporter_id: int = Field(foreign_key="person.id", index=True)
+    reporter_id: int = Field(foreign_key="person.id")  # looked up by ix_order_reporter (reporter_id, chat_id)
     team_id: int | None = Field(default=None, foreign_key="team.id")
     assignee_id: int | None = Field(default=None, foreign_key="person.id", index=True)
     state: str = Field(default="reported", max_length=16, index=True)
