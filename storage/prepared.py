@@ -69,7 +69,7 @@ class _Compiled:
                       for process, value in zip(processors, row, strict=False)) for row in rows]
 
 
-_NOTHING, _FIRST, _EVERY = range(3)  # what a statement's caller reads of its result
+_NOTHING, _FIRST, _EVERY, _IDS = range(4)  # what a statement's caller reads of its result
 
 
 class Prepared:
@@ -100,6 +100,10 @@ class Prepared:
         row = self.first(db, values)
         return None if row is None else row[0]
 
+    def ids(self, db: Session, values: Mapping[str, Any]) -> list[int]:
+        """The ids of the rows an INSERT wrote, in the order written (see `_written`)."""
+        return self._execute(db, values, _IDS)[1]
+
     def count(self, db: Session, values: Mapping[str, Any]) -> int:
         """Rows an UPDATE or DELETE changed."""
         return self.run(db, values).rowcount
@@ -125,7 +129,8 @@ class Prepared:
         params = _bind(compiled, values)
         try:  # SQLite reads a result row by row: an error may come while fetching too
             cursor = driver.execute(compiled.sql, params)
-            found = cursor.fetchone() if read == _FIRST else cursor.fetchall() if read == _EVERY else None
+            found = (cursor.fetchone() if read == _FIRST else cursor.fetchall() if read == _EVERY
+                     else _written(cursor, compiled) if read == _IDS else None)
         except compiled.errors as error:
             raise compiled.raised(params, error) from error
         return cursor, found, compiled
@@ -136,6 +141,16 @@ class Prepared:
             with self._lock:
                 compiled = self._compiled.setdefault(dialect.name, _compile(self._statement, dialect))
         return compiled
+
+
+def _written(cursor: Any, compiled: _Compiled) -> list[int]:
+    """Ids of the rows an INSERT wrote, in order. PostgreSQL returns them (RETURNING id, sorted here: they
+    come from a sequence in the order the rows are inserted). SQLite is not asked to: RETURNING cost more
+    than the rest of an order's INSERT, and the rows of one INSERT get consecutive ids up to its last."""
+    if compiled.returned:
+        return sorted(row[0] for row in cursor.fetchall())
+    last = cursor.lastrowid
+    return list(range(last - cursor.rowcount + 1, last + 1))
 
 
 def _driver(db: Session) -> tuple[Any, Dialect]:
@@ -237,12 +252,12 @@ def insert_values(db: Session, model: type[SQLModel], values: Mapping[str, Any])
     prepared = _inserts.get((model, columns))
     if prepared is None:
         prepared = _inserts.setdefault((model, columns), _inserting(model, frozenset(columns) - {"id"}))
-    return prepared.scalar(db, values)
+    return prepared.ids(db, values)[0]
 
 
 def insert_many(db: Session, model: type[SQLModel], rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """INSERT rows that name the same columns, `ROWS_AT_ONCE` to a statement; returns their ids in the order
-    given. (Ids are handed out in the order rows are inserted, on both backends, so sorted they match.)"""
+    given."""
     if not rows:
         return []
     columns = tuple(rows[0])
@@ -257,7 +272,7 @@ def insert_many(db: Session, model: type[SQLModel], rows: Sequence[Mapping[str, 
         if prepared is None:
             prepared = _many.setdefault(key, _inserting_many(model, columns, len(chunk)))
         values = {f"{name}_{i}": row[name] for i, row in enumerate(chunk) for name in columns}
-        ids += sorted(row_id for (row_id,) in prepared.rows(db, values))
+        ids += prepared.ids(db, values)
     return ids
 
 
@@ -271,7 +286,7 @@ def _inserting_many(model: type[SQLModel], columns: tuple[str, ...], count: int)
                 if column.name not in columns and _default(column) is not None}
     rows = [{**defaults, **{name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in columns}}
             for i in range(count)]
-    return Prepared(insert(table).values(rows).returning(table.c.id))
+    return Prepared(_returning_id(lambda: insert(table).values(rows), table))
 
 
 def _inserting(model: type[SQLModel], columns: frozenset[str]) -> Prepared:
@@ -279,7 +294,14 @@ def _inserting(model: type[SQLModel], columns: frozenset[str]) -> Prepared:
     given = {name: bindparam(name, type_=table.c[name].type) for name in sorted(columns)}
     defaults = {column.name: _default(column) for column in table.c
                 if column.name not in columns and _default(column) is not None}
-    return Prepared(insert(table).values({**defaults, **given}).returning(table.c.id))
+    return Prepared(_returning_id(lambda: insert(table).values({**defaults, **given}), table))
+
+
+def _returning_id(build: Callable[[], Any], table: Any) -> Callable[[str], Executable]:
+    """The INSERT as each dialect runs it: with RETURNING id where ids are read back that way (`_written`).
+    Built anew for each dialect: a statement derived from one compiled before keeps that one's memoized
+    columns (Core copies them along), so RETURNING added to it would not be seen."""
+    return lambda dialect: build() if dialect == "sqlite" else build().returning(table.c.id)
 
 
 def row_values(model: type[M], values: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,14 +40,14 @@ def upsert(dialect: str) -> Any:
 def record_delivery(db: Session, service: str, chat: str, message_ref: str, now: datetime) -> bool:
     """Remember a delivered message; False if it was handled before. One statement on both backends."""
     values = {"service": service, "chat": chat, "message_ref": message_ref, "at": now}
-    return _RECORDING.first(db, values) is not None
+    return _RECORDING.count(db, values) > 0
 
 
 def _recording(dialect: str) -> Any:
     table = Delivery.__table__  # type: ignore[attr-defined]
     return (upsert(dialect)(table).values(service=bindparam("service"), chat=bindparam("chat"),
                                           message_ref=bindparam("message_ref"), at=bindparam("at"))
-            .on_conflict_do_nothing(index_elements=["service", "chat", "message_ref"]).returning(table.c.id))
+            .on_conflict_do_nothing(index_elements=["service", "chat", "message_ref"]))
 
 
 _RECORDING = Prepared(_recording)
