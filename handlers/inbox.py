@@ -65,8 +65,24 @@ def store(db: Session, service: str, arrivals: list[Arrival], now: datetime) -> 
         values = {"service": service, "now": now}
         for i, row in enumerate(chunk):
             values.update({f"key_{i}": row["key"], f"lane_{i}": row["lane"], f"payload_{i}": row["payload"]})
-        new.update((key, row_id) for row_id, key in _storing(len(chunk)).rows(db, values))
+        new.update((key, row_id) for row_id, key in _written(db, chunk, values))
     return [Stored(new[row["key"]], row["lane"], row["payload"], row["key"]) for row in given if row["key"] in new]
+
+
+def _written(db: Session, chunk: list[dict[str, Any]], values: dict[str, Any]) -> list[tuple[int, str]]:
+    """Ids and keys of the rows the chunk's INSERT wrote. SQLite is not asked for them with RETURNING (half
+    the statement's cost): the rows one INSERT writes get consecutive ids, so when every row was new they
+    are the chunk's in order, and when some were stored before, the few written are looked up."""
+    storing = _storing(len(chunk))
+    if db.get_bind().dialect.name != "sqlite":
+        return [(row_id, key) for row_id, key in storing.rows(db, values)]
+    ids = storing.ids(db, values)
+    if len(ids) == len(chunk):
+        return list(zip(ids, (row["key"] for row in chunk), strict=True))
+    return [(row_id, key) for row_id, key in _KEYS.rows(db, {"first": ids[0], "last": ids[-1]})] if ids else []
+
+
+_KEYS = Prepared(select(_TABLE.c.id, _TABLE.c.key).where(_TABLE.c.id.between(bindparam("first"), bindparam("last"))))
 
 
 STORE_AT_ONCE = 32  # rows in one INSERT
@@ -74,7 +90,8 @@ STORE_AT_ONCE = 32  # rows in one INSERT
 
 @functools.cache
 def _storing(count: int) -> Prepared:
-    """INSERT of `count` updates that skips those stored before, returning the ids and keys of the new ones."""
+    """INSERT of `count` updates that skips those stored before (returning the new ones' ids and keys, but on
+    SQLite: `_written`)."""
     column = _TABLE.c
 
     def statement(dialect: str) -> Any:
@@ -83,8 +100,8 @@ def _storing(count: int) -> Prepared:
                  "lane": bindparam(f"lane_{i}", type_=column.lane.type),
                  "payload": bindparam(f"payload_{i}", type_=column.payload.type), "received_at": now}
                 for i in range(count)]
-        return (upsert(dialect)(_TABLE).values(rows).on_conflict_do_nothing(index_elements=["service", "key"])
-                .returning(_TABLE.c.id, _TABLE.c.key))
+        statement = upsert(dialect)(_TABLE).values(rows).on_conflict_do_nothing(index_elements=["service", "key"])
+        return statement if dialect == "sqlite" else statement.returning(_TABLE.c.id, _TABLE.c.key)
 
     return Prepared(statement)
 
