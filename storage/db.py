@@ -45,8 +45,9 @@ _STRICT = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT
 def to_json_text(value: Any) -> str:
     """A JSON column's text: orjson, a third of the standard library's time for an outbox row's payload.
     What orjson refuses (a lone surrogate, an integer beyond 64 bits) or would write where the standard
-    library refuses (dates, dataclasses) goes to the standard library, so what could be stored still can
-    and what could not still cannot."""
+    library refuses (dates, dataclasses) goes to the standard library. Unlike it, orjson writes NaN and
+    infinities as null (the standard library's NaN is no JSON, and PostgreSQL refused it), and plain Enum
+    members and UUIDs as their values; nothing Linli stores is either."""
     try:
         return orjson.dumps(value, option=_STRICT).decode()
     except TypeError:
@@ -114,6 +115,7 @@ class Checkpointer:
         path = engine.url.database
         if engine.dialect.name != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
             return
+        self._engine = engine
         event.listen(engine, "connect", _leave_checkpoints)
         engine.dispose()  # connections from now on leave checkpoints to this thread
         self._thread = threading.Thread(target=self._run, args=(path, every), name="linli-checkpoint", daemon=True)
@@ -123,6 +125,7 @@ class Checkpointer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+            event.remove(self._engine, "connect", _leave_checkpoints)  # commits checkpoint again from now on
 
     def _run(self, path: str, every: float) -> None:
         with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's own priority; the core's goes first

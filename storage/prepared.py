@@ -197,13 +197,13 @@ def _compile(statement: Executable | Callable[[str], Executable], dialect: Diale
                      dialect.loaded_dbapi.Error)
 
 
-_processors: dict[tuple[str, str], Processor] = {}
+_processors: dict[tuple[str, Any], Processor] = {}
 
 
 def _processor(kind: Any, dialect: Dialect) -> Processor:
     """A type's bind processor, one per dialect and type: every statement's moments then share one, and a
     moment bound by many statements is converted once (`_processed_time`)."""
-    key = (dialect.name, repr(kind))
+    key = (dialect.name, kind._static_cache_key)  # the type and its arguments, as Core's own caches key it
     if key not in _processors:
         _processors[key] = kind.dialect_impl(dialect).bind_processor(dialect)
     return _processors[key]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,8 @@ from bot.settings import load_community
 from handlers.clock import ManualClock
 from handlers.protocol import Incoming
 from handlers.router import Linli
+from handlers.triage import DEFAULT_MODEL, current_model, triage, use_model
 from handlers.triage import ahead as ahead_module
-from handlers.triage import triage
 from handlers.triage.ahead import Asked, TriageAhead, Verdicts
 from storage.db import make_engine, session
 from storage.migrate import upgrade
@@ -148,13 +150,91 @@ def test_a_process_that_hangs_is_let_go_and_the_group_is_judged_by_the_core(
         os.kill(hung, signal.SIGSTOP)
         with caplog.at_level(logging.WARNING, logger="handlers.triage.ahead"):
             said = _said(core.take_many(_moment(), core.owner))
-        assert "no verdict for" in caplog.text
+        assert "no answer for" in caplog.text
         assert said[0] == ["card.filed"] and len(_filed(core)) >= 4
         assert core._ahead.pid is None, "the hung process is killed, not left behind"
     finally:
         core.close()
     with pytest.raises(ProcessLookupError):
         os.kill(hung, 0)
+
+
+def test_the_core_never_waits_on_a_process_that_stopped_reading(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups of long messages to a stopped process fill its socket: the core goes on judging alone, and
+    lets the process go once it has owed an answer for WAIT seconds."""
+    monkeypatch.setattr(ahead_module, "WAIT", 0.5)
+    core = _core(tmp_path, "ahead", ahead=True)
+    core.ready()
+    assert core.ahead_ready() and core._ahead is not None and core._ahead.pid is not None
+    stopped = core._ahead.pid
+    long = [(replace(incoming, text=f"{incoming.text}{'楼道灯坏了' * 12_000}{n}"), None)  # 60,000 characters
+            for n, (incoming, _) in enumerate(_moment(times=3))]
+    try:
+        os.kill(stopped, signal.SIGSTOP)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="handlers.triage.ahead"):
+            while core._ahead.pid is not None and time.monotonic() - started < 30:
+                core.take_many(long, core.owner)
+                long = [(replace(incoming, message_id=f"{incoming.message_id}+"), None) for incoming, _ in long]
+        assert core._ahead.pid is None and "no answer for" in caplog.text
+    finally:
+        core.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(stopped, 0)
+
+
+def test_a_process_that_fell_behind_answers_the_newest_group_at_once(tmp_path: Path) -> None:
+    ahead = TriageAhead()
+    ahead.start()
+    assert ahead.wait_ready() and ahead.pid is not None
+    try:
+        os.kill(ahead.pid, signal.SIGSTOP)
+        for n in range(5):  # over before the process could look at them
+            with ahead.judging([f"{n}栋电梯坏了", f"{n}号楼路灯不亮"], ASKED):
+                pass
+        os.kill(ahead.pid, signal.SIGCONT)
+        with ahead.judging(MOMENT, ASKED) as verdicts:
+            assert verdicts is not None
+            assert [_come(verdicts, text) for text in MOMENT] == [_here(text) for text in MOMENT]
+    finally:
+        ahead.stop()
+
+
+def test_a_process_whose_model_file_changed_since_the_core_loaded_it_judges_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A community retrained into the file LINLI_TRIAGE_MODEL names, meaning to restart later: the process
+    would load the new model, so it refuses, and the core keeps judging with the one it loaded."""
+    path = tmp_path / "linli-triage.npz"
+    shutil.copy(DEFAULT_MODEL, path)
+    use_model(path)
+    try:
+        retrained = current_model()
+        retrained.meta = {**retrained.meta, "calibration": {"scale": 1.0, "shift": 6.0}}
+        retrained.save(path)
+        ahead = TriageAhead()
+        with caplog.at_level(logging.WARNING, logger="handlers.triage.ahead"):
+            ahead.start()
+            assert not ahead.wait_ready(5)
+        assert "could not load the model the core uses" in caplog.text and ahead.pid is None
+        with ahead.judging(MOMENT, ASKED) as verdicts:
+            assert verdicts is None, "not started again: the file stays changed until Linli restarts"
+    finally:
+        use_model(None)
+
+
+def test_a_stopped_process_is_not_started_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ahead_module, "RESTART_AFTER", 0.0)
+    ahead = TriageAhead()
+    ahead.start()
+    assert ahead.wait_ready() and ahead.pid is not None
+    os.kill(ahead.pid, signal.SIGKILL)
+    with ahead.judging(MOMENT, ASKED) as verdicts:  # finds it gone
+        assert verdicts is not None
+        verdicts.get(MOMENT[1], explicit=False, asked=ASKED)
+    ahead.stop()
+    with ahead.judging(MOMENT, ASKED) as verdicts:
+        assert verdicts is None and ahead.pid is None, "stopped for good"
 
 
 def _gone(pid: int) -> bool:

@@ -7,8 +7,12 @@ travel. The core takes each verdict when it reaches that update. When the proces
 slow, or has died, the core judges the update itself: a verdict is never missing, at worst it is not
 ahead. A process that died is started again after a while.
 
-The process reads its end of a pipe until the core's end closes, so it ends with the core, even when the
-core is killed.
+The core never waits on the process: a group's texts are sent without blocking (what the socket does not
+take yet goes later), and verdicts are read as they have come. The process always works on the newest
+group (an older one is over by the time a newer comes), so it cannot fall behind for long; one that owes
+an answer and says nothing for `WAIT` seconds is killed. It judges with the very model the core loaded:
+each group names the model's fingerprint, and a process whose model file no longer matches refuses.
+It reads its socket until the core's end closes, so it ends with the core, even when the core is killed.
 
 Run as `python -m handlers.triage.ahead FD` by `TriageAhead`; not a command for people.
 """
@@ -21,6 +25,7 @@ import gc
 import logging
 import os
 import pickle
+import select
 import socket
 import struct
 import subprocess
@@ -33,12 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handlers.triage import Strictness, Triage, current_model_path, triage, use_model
+from handlers.triage import MAX_TRIAGE_CHARS, Strictness, Triage, current_model, current_model_path, triage, use_model
 from handlers.triage.location import Location
 
 log = logging.getLogger(__name__)
-READY = b"ready"
-WAIT = 2.0  # seconds: a process that owes verdicts and says nothing for this long is hung, and let go
+READY = "ready"
+REFUSED = -1  # a message's index when the process refuses a group: its model is not the core's
+WAIT = 2.0  # seconds: a process that owes an answer and says nothing for this long is hung, and let go
 START_WAIT = 15.0  # seconds `wait_ready` waits for a process that loads the model
 RESTART_AFTER = 30.0  # seconds: a process that died or hung is started again no sooner
 _PACKAGES = Path(__file__).resolve().parents[2]  # where `handlers` is importable from, for the process
@@ -61,14 +67,15 @@ class TriageAhead:
     def __init__(self) -> None:
         self._lock = threading.Lock()  # one group at a time; a second caller meanwhile judges on its own
         self._process: subprocess.Popen[bytes] | None = None
-        self._socket: socket.socket | None = None
-        self._read = bytearray()  # what came from the process and is not a whole message yet
+        self._socket: _Framed | None = None
         self._ready = False
-        self._group = 0
+        self._closed = False
+        self._refused = False  # the model file changed since the core loaded it: not again until a restart
+        self._group = 0  # the last group sent
+        self._answered = 0  # the newest group the process has said anything about
+        self._pending_since: float | None = None  # since when an answer is owed with nothing heard
         self._verdicts: dict[int, Triage | None] = {}  # the current group's, by the index of its first text
         self._lost_at = float("-inf")
-        self._owed = 0  # verdicts asked for and not received yet
-        self._heard_at = 0.0  # when the process last answered (or was last given work while idle)
         self.served = 0  # verdicts the core took from the process
 
     @property
@@ -78,6 +85,7 @@ class TriageAhead:
 
     def start(self) -> None:
         """Start the process; it loads the model on its own (about half a second) and is used once ready."""
+        self._closed = False
         if self._socket is not None:
             return
         here, there = socket.socketpair()
@@ -95,8 +103,8 @@ class TriageAhead:
             return
         finally:
             there.close()
-        here.setblocking(False)  # verdicts are read as they have come, never waited for
-        self._socket, self._read, self._ready, self._owed = here, bytearray(), False, 0
+        self._socket, self._ready, self._pending_since = _Framed(here), False, None
+        self._group = self._answered = 0
 
     def wait_ready(self, timeout: float = START_WAIT) -> bool:
         """Until the process has loaded the model (for a benchmark, which measures it at work)."""
@@ -108,10 +116,13 @@ class TriageAhead:
         return True
 
     def stop(self) -> None:
-        sock, process = self._socket, self._process
-        self._socket, self._process, self._ready = None, None, False
-        if sock is not None:
-            sock.close()  # the process reads the end of its socket and leaves
+        """Stop the process for good (`start` starts it again)."""
+        with self._lock:  # a group being judged on another thread finishes first
+            self._closed = True
+            framed, process = self._socket, self._process
+            self._socket, self._process, self._ready = None, None, False
+        if framed is not None:
+            framed.close()  # the process reads the end of its socket and leaves
         if process is not None:
             try:
                 process.wait(timeout=2)
@@ -140,36 +151,43 @@ class TriageAhead:
 
     def _usable(self) -> bool:
         if self._socket is None:
-            if time.monotonic() - self._lost_at > RESTART_AFTER and self._lost_at > 0:
+            if (not self._closed and not self._refused and self._lost_at > 0
+                    and time.monotonic() - self._lost_at > RESTART_AFTER):
                 self.start()
             return False
         if not self._ready:
-            messages = self._arrived()
+            messages = self._socket.received()
             if messages is None:
                 self._lose("its process ended while it loaded the model")
                 return False
-            self._ready = READY in messages
+            for word, said in messages:  # ("ready", the fingerprint of its model) or ("refused", why)
+                if word != READY or said != current_model().fingerprint:
+                    self._refused = True
+                    self._lose(f"its process could not load the model the core uses ({said}); restart Linli to "
+                               "judge ahead again")
+                    return False
+                self._ready = True
         return self._ready
 
     def _send(self, wanted: dict[str, int], asked: Asked) -> bool:
-        assert self._socket is not None
-        self._group += 1
-        self._verdicts = {}
-        message = pickle.dumps((self._group, str(current_model_path()),
-                                [(index, text) for text, index in wanted.items()], asked))
-        data = _SIZE.pack(len(message)) + message
+        """Hand the process a group, without waiting: False when it has not taken the last one yet."""
+        framed = self._socket
+        assert framed is not None
         try:
-            sent = self._socket.send(data)  # a group's texts fit the socket's buffer, as a rule
-            if sent < len(data):
-                self._socket.setblocking(True)
-                self._socket.sendall(data[sent:])
-                self._socket.setblocking(False)
-        except OSError as error:  # BlockingIOError (a full buffer: a process that stopped reading) among them
+            if not framed.flush():
+                self._check_alive()
+                return False  # the socket is full: this group is judged by the core
+            model = current_model()
+            self._group += 1
+            self._verdicts = {}
+            # triage reads a text's first MAX_TRIAGE_CHARS only: the rest need not travel
+            framed.send((self._group, str(current_model_path()), model.fingerprint,
+                         [(index, text[:MAX_TRIAGE_CHARS]) for text, index in wanted.items()], asked))
+        except OSError as error:
             self._lose(f"could not hand it texts ({error})")
             return False
-        if self._owed == 0:
-            self._heard_at = time.monotonic()  # idle until now: its silence is counted from here
-        self._owed += len(wanted)
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
         return True
 
     def verdict(self, index: int) -> Triage | None:
@@ -177,58 +195,51 @@ class TriageAhead:
         text itself rather than wait: it reaches a group's first texts before the process does)."""
         verdicts = self._verdicts
         if index not in verdicts:
-            messages = self._arrived()
+            framed = self._socket
+            if framed is None:
+                return None
+            try:
+                framed.flush()
+            except OSError:
+                self._lose("its process ended")
+                return None
+            messages = framed.received()
             if messages is None:
                 self._lose("its process ended")
                 return None
             if messages:
-                self._owed -= len(messages)
-                self._heard_at = time.monotonic()
-                for group, their_index, verdict in messages:
-                    if group == self._group:  # a verdict of an earlier group nobody waited for: let go
-                        verdicts[their_index] = _triage(verdict)
-            elif self._owed > 0 and time.monotonic() - self._heard_at > WAIT:
-                self._lose(f"no verdict for {WAIT:.0f} s")
-            if index not in verdicts:
+                self._heard(messages)
+            else:
+                self._check_alive()
+            if index not in self._verdicts:
                 return None
-        verdict = verdicts[index]
+        verdict = self._verdicts[index]
         self.served += verdict is not None
         return verdict
 
-    def _arrived(self) -> list[Any] | None:
-        """Every whole message the process has sent by now, read at once; None when it has ended."""
-        sock = self._socket
-        if sock is None:
-            return None
-        buffer = self._read
-        try:
-            while True:
-                chunk = sock.recv(1 << 16)
-                if not chunk:
-                    return None
-                buffer += chunk
-        except BlockingIOError:
-            pass
-        except OSError:
-            return None
-        messages, start = [], 0
-        while len(buffer) - start >= _SIZE.size:
-            (size,) = _SIZE.unpack_from(buffer, start)
-            if len(buffer) - start - _SIZE.size < size:
-                break
-            start += _SIZE.size
-            messages.append(pickle.loads(buffer[start:start + size]))
-            start += size
-        del buffer[:start]
-        return messages
+    def _heard(self, messages: list[Any]) -> None:
+        for group, index, verdict in messages:
+            if index == REFUSED:
+                self._refused = True
+                self._lose("its model file is not the one the core loaded (changed since?); restart Linli to "
+                           "judge ahead again")
+                return
+            self._answered = max(self._answered, group)
+            if group == self._group:  # a verdict of an earlier group nobody waited for: let go
+                self._verdicts[index] = _triage(verdict)
+        self._pending_since = None if self._answered == self._group else time.monotonic()
+
+    def _check_alive(self) -> None:
+        if self._pending_since is not None and time.monotonic() - self._pending_since > WAIT:
+            self._lose(f"no answer for {WAIT:.0f} s")
 
     def _lose(self, why: str) -> None:
         log.warning("triage ahead: %s; the core judges every update for now", why)
-        sock, process = self._socket, self._process
-        self._socket, self._process, self._ready = None, None, False
+        framed, process = self._socket, self._process
+        self._socket, self._process, self._ready, self._pending_since = None, None, False, None
         self._lost_at = time.monotonic()
-        if sock is not None:
-            sock.close()
+        if framed is not None:
+            framed.close()
         if process is not None:
             process.kill()
             process.wait()
@@ -246,6 +257,66 @@ class Verdicts:
         if index is None or explicit or asked != self._asked:
             return None
         return self._ahead.verdict(index)
+
+
+class _Framed:
+    """Messages over a socket, each its length and its pickle; nothing here waits unless asked to."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._in = bytearray()  # received, not a whole message yet
+        self._out = bytearray()  # to send, not taken by the socket yet
+
+    def send(self, message: object) -> None:
+        data = pickle.dumps(message)
+        self._out += _SIZE.pack(len(data)) + data
+        self.flush()
+
+    def flush(self) -> bool:
+        """Send what the socket takes now; True when nothing is left to send."""
+        while self._out:
+            try:
+                sent = self.sock.send(self._out, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return False
+            del self._out[:sent]
+        return True
+
+    def received(self, *, wait: bool = False) -> list[Any] | None:
+        """Every whole message received by now; with `wait`, at least one. None when the other end closed."""
+        while True:
+            try:
+                while True:  # everything that has come, without waiting
+                    chunk = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                    if not chunk:
+                        return None
+                    self._in += chunk
+            except BlockingIOError:
+                pass
+            except OSError:
+                return None
+            messages = self._whole()
+            if messages or not wait:
+                return messages
+            select.select([self.sock], [], [])  # nothing whole yet: wait for more
+
+    def _whole(self) -> list[Any]:
+        buffer, messages, start = self._in, [], 0
+        while len(buffer) - start >= _SIZE.size:
+            (size,) = _SIZE.unpack_from(buffer, start)
+            if len(buffer) - start - _SIZE.size < size:
+                break
+            start += _SIZE.size
+            messages.append(pickle.loads(buffer[start:start + size]))
+            start += size
+        del buffer[:start]
+        return messages
+
+    def readable(self) -> bool:
+        return bool(select.select([self.sock], [], [], 0)[0])
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 # A verdict travels as a tuple of plain values: a fifth of the time to read back of a pickled dataclass.
@@ -268,39 +339,55 @@ def _triage(plain: tuple[Any, ...] | None) -> Triage | None:
     return Triage(is_request, category, urgency, matter, Location(*place), confidence, action, emergency)
 
 
-def serve(sock: socket.socket, model: str) -> None:
-    """The process: judge each group's texts in order, a verdict sent as soon as it is made."""
+def serve(sock: socket.socket, model_path: str) -> None:
+    """The process: judge the newest group's texts in order, each verdict sent as soon as it is made; a
+    newer group that arrives meanwhile is started at once (the older one is over for the core)."""
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
-    current = model
-    use_model(current)
-    triage("3栋2单元楼道灯坏了")
-    gc.freeze()  # the model and its word list: the collector's full passes would walk them (~100 ms each)
-    reader = sock.makefile("rb")
+    framed = _Framed(sock)
     try:
-        _write(sock, READY)
+        try:
+            path, model = model_path, use_model(model_path)
+            triage("3栋2单元楼道灯坏了")
+        except Exception as error:  # the file gone or damaged since the core loaded it
+            framed.send(("refused", str(error)))
+            framed.flush()
+            return
+        gc.freeze()  # the model and its word list: the collector's full passes would walk them (~100 ms each)
+        framed.send((READY, model.fingerprint))
+        pending: list[Any] = []
         while True:
-            header = reader.read(_SIZE.size)
-            if len(header) < _SIZE.size:
-                return  # the core is gone
-            group, model, texts, asked = pickle.loads(reader.read(_SIZE.unpack(header)[0]))
-            if model != current:
-                use_model(model)
-                current = model
+            if not pending:
+                messages = framed.received(wait=True)
+                if messages is None:
+                    return  # the core is gone
+                pending = messages
+            group, wanted_path, fingerprint, texts, asked = pending[-1]  # the newest group only
+            pending = []
+            if (wanted_path, fingerprint) != (path, model.fingerprint):  # the core uses another model now
+                try:
+                    path, model = wanted_path, use_model(wanted_path)
+                except Exception:
+                    path = ""
+            if path != wanted_path or model.fingerprint != fingerprint:
+                framed.send((group, REFUSED, None))
+                continue
             for index, text in texts:
                 try:
                     verdict: Triage | None = triage(text, landmarks=asked.landmarks, buildings=asked.buildings,
                                                     strictness=asked.strictness)
                 except Exception:  # judged again by the core, which reports what went wrong
                     verdict = None
-                _write(sock, (group, index, _plain(verdict)))
+                framed.send((group, index, _plain(verdict)))
+                if framed.readable():  # a newer group: this one is over
+                    newer = framed.received()
+                    if newer is None:
+                        return
+                    if newer:
+                        pending = newer
+                        break
     except OSError:
         return  # the core is gone
-
-
-def _write(sock: socket.socket, message: object) -> None:
-    data = pickle.dumps(message)
-    sock.sendall(_SIZE.pack(len(data)) + data)
 
 
 if __name__ == "__main__":

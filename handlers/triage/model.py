@@ -8,6 +8,7 @@ one small product of arrays, so no scikit-learn import is needed at run time.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -67,6 +68,7 @@ class TriageModel:
         self._shift = float(calibration.get("shift", 0.0))
         self._idf_squared = self.idf * self.idf
         self._bias_list = self.bias.tolist()
+        self.fingerprint = ""  # the SHA-256 of the file it was loaded from ("" when built in memory)
 
     def raw(self, shaped: str) -> list[float]:
         """The linear score of every class of every head for one shaped text."""
@@ -131,7 +133,8 @@ class TriageModel:
     @classmethod
     def load(cls, path: Path) -> TriageModel:
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            data = Path(path).read_bytes()  # read once: the fingerprint is of exactly what is loaded
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 meta = json.loads(str(archive["meta"]))
                 if meta.get("format") != FORMAT:
                     raise ModelError(f"{path}: not a triage model of format {FORMAT}")
@@ -140,7 +143,7 @@ class TriageModel:
                     if line:
                         word, count = line.rsplit(" ", 1)
                         words[word] = int(count)
-                return cls(
+                model = cls(
                     vocabulary=str(archive["vocabulary"]).split("\n"),
                     idf=archive["idf"],
                     weights=archive["weights"],
@@ -150,6 +153,8 @@ class TriageModel:
                     words_total=int(meta["words_total"]),
                     meta=meta,
                 )
+                model.fingerprint = hashlib.sha256(data).hexdigest()
+                return model
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise ModelError(f"{path}: cannot read a triage model ({error})") from None
 
