@@ -111,6 +111,9 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
     arriving = _Arriving(engine, core)
     for start in range(0, 200, ARRIVING):  # warm caches, jieba and the first statements
         arriving.round(texts[start:min(start + ARRIVING, 200)])
+    # The bare loop runs just before and just after, and the ratio is to their mean: this machine's speed
+    # drifts by half within minutes, and a baseline taken at another moment measured the drift.
+    baseline_before = bench_bare_sqlite(messages)
     started, judged_before = time.perf_counter(), core.judged_ahead
     for start in range(200, len(texts), ARRIVING):
         begin = time.perf_counter()
@@ -119,6 +122,7 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
         latencies += [time.perf_counter() - begin] * len(chunk)
     elapsed = time.perf_counter() - started
     judged_ahead = (core.judged_ahead - judged_before) / messages
+    baseline = (baseline_before + bench_bare_sqlite(messages)) / 2
     chatter = [(i, f"{CHATTER[i % len(CHATTER)]}{i % 7}") for i in range(len(texts), len(texts) + messages)]
     started = time.perf_counter()
     for start in range(0, len(chatter), ARRIVING):  # most of a real group: judged, nothing stored but the update
@@ -136,7 +140,6 @@ def bench_intake(url: str, messages: int) -> dict[str, Any]:
     core.close()
     checkpointer.stop()
     engine.dispose()
-    baseline = bench_bare_sqlite(messages)
     per_s = messages / elapsed
     return {"per_s": round(per_s, 1), "p50_ms": round(statistics.median(latencies) * 1000, 3),
             "p99_ms": round(_percentile(latencies, 0.99) * 1000, 3), "baseline_per_s": round(baseline, 1),
