@@ -46,14 +46,19 @@ DEFAULT_BOT_NAMES = frozenset({"邻里助手", "linli"})
 
 
 class _Kept:
-    """What a group of updates marks handled and queues in the outbox, written when the group ends: two
-    statements for the group instead of two or three for each update. The queued lists handed out get
-    their outbox rows then."""
+    """What a group of updates records as delivered, marks handled and queues in the outbox, written when
+    the group ends: three statements for the group instead of three or four for each update. The queued
+    lists handed out get their outbox rows then."""
 
     def __init__(self) -> None:
+        self._deliveries: list[tuple[str, str, str]] = []
         self._marks: list[int] = []
         self._queued: list[tuple[list[Queued], int, Outgoing]] = []
         self._owner = ""
+
+    def delivered(self, incoming: Incoming, now: datetime) -> None:
+        assert incoming.message_id
+        self._deliveries.append((incoming.service, incoming.chat_id, incoming.message_id))
 
     def add(self, keep: Keep, actions: list[Outgoing]) -> list[Queued]:
         if keep.inbox_id is not None:
@@ -64,6 +69,8 @@ class _Kept:
         return queued
 
     def write(self, db: Session, now: datetime) -> None:
+        if not repo.record_deliveries(db, self._deliveries, now):
+            raise _Alone  # a message came twice: each goes alone, and the second finds the first
         if not inbox.all_marked_handled(db, self._marks, now):
             raise _Alone  # another process handled one of them meanwhile: each goes alone, and finds out which
         rows = outbox.put(db, [action for _, _, action in self._queued], now, owner=self._owner)
@@ -220,13 +227,14 @@ class Linli:
             if not turn.out and _flushes(db) == flushed_before and not (db.new or db.dirty or db.deleted):
                 undo(wrote=False)  # chatter: nothing to store, nothing to say, nothing to deduplicate
                 return []
-            # Recorded last, in the same transaction: a second delivery of this message either
-            # waits for the first to commit and then finds it here, or finds it already.
-            if incoming.message_id and not repo.record_delivery(
-                db, incoming.service, incoming.chat_id, incoming.message_id, now
-            ):
-                undo()
-                return []
+            # Recorded last, in the same transaction (a group's when the group ends): a second delivery of
+            # this message either waits for the first to commit and then finds it here, or finds it already.
+            if incoming.message_id:
+                if kept is not None:
+                    kept.delivered(incoming, now)
+                elif not repo.record_delivery(db, incoming.service, incoming.chat_id, incoming.message_id, now):
+                    undo()
+                    return []
             queued = self._keep(db, keep, shield(turn.out), now, kept)
             if queued is None:  # another process handled this update meanwhile
                 undo()

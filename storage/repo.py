@@ -43,6 +43,13 @@ def record_delivery(db: Session, service: str, chat: str, message_ref: str, now:
     return _RECORDING.count(db, values) > 0
 
 
+def record_deliveries(db: Session, messages: list[tuple[str, str, str]], now: datetime) -> bool:
+    """`record_delivery` for a group's (service, chat, message_ref) in one statement: False if any of them
+    was handled before (or is in the group twice)."""
+    rows = [{"service": service, "chat": chat, "message_ref": ref, "at": now} for service, chat, ref in messages]
+    return not rows or _RECORDING.run_many(db, rows) == len(rows)
+
+
 def _recording(dialect: str) -> Any:
     table = Delivery.__table__  # type: ignore[attr-defined]
     return (upsert(dialect)(table).values(service=bindparam("service"), chat=bindparam("chat"),
