@@ -202,7 +202,7 @@ def test_a_process_that_fell_behind_answers_the_newest_group_at_once(tmp_path: P
 
 
 def test_a_process_whose_model_file_changed_since_the_core_loaded_it_judges_nothing(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """A community retrained into the file LINLI_TRIAGE_MODEL names, meaning to restart later: the process
     would load the new model, so it refuses, and the core keeps judging with the one it loaded."""
     path = tmp_path / "linli-triage.npz"
@@ -216,11 +216,51 @@ def test_a_process_whose_model_file_changed_since_the_core_loaded_it_judges_noth
         with caplog.at_level(logging.WARNING, logger="handlers.triage.ahead"):
             ahead.start()
             assert not ahead.wait_ready(5)
-        assert "could not load the model the core uses" in caplog.text and ahead.pid is None
+        assert "not what the core loaded" in caplog.text and ahead.pid is None
+        monkeypatch.setattr(ahead_module, "RESTART_AFTER", 0.0)
         with ahead.judging(MOMENT, ASKED) as verdicts:
-            assert verdicts is None, "not started again: the file stays changed until Linli restarts"
+            assert verdicts is None and ahead.pid is None, "not started again: the file stays as it is"
     finally:
         use_model(None)
+
+
+def test_a_group_the_socket_took_slowly_does_not_make_a_healthy_process_look_hung(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A group too big for the socket goes out over a while; the process owes its answer from the moment it
+    has it all, and a group nobody asked verdicts of is no reason to let the process go."""
+    monkeypatch.setattr(ahead_module, "WAIT", 0.5)
+    ahead = TriageAhead()
+    ahead.start()
+    assert ahead.wait_ready() and ahead.pid is not None
+    healthy = ahead.pid
+    try:
+        huge = [f"{n}号楼{'楼道灯坏了' * 400}" for n in range(96)]  # ~570 KB: more than the socket holds
+        with ahead.judging(huge, ASKED):
+            pass  # the group went one by one: nobody asks for these verdicts
+        time.sleep(0.7)  # what is tested: longer than WAIT passes with nobody listening to the process
+        with caplog.at_level(logging.WARNING, logger="handlers.triage.ahead"), \
+                ahead.judging(MOMENT, ASKED) as verdicts:
+            assert verdicts is not None or ahead.pid == healthy  # the old group may still be going out
+            if verdicts is not None:
+                assert _come(verdicts, MOMENT[1]) == _here(MOMENT[1])
+        assert ahead.pid == healthy and "no answer" not in caplog.text, "a healthy process was let go"
+    finally:
+        ahead.stop()
+
+
+def test_a_process_that_speaks_another_version_is_let_go_not_believed(caplog: pytest.LogCaptureFixture) -> None:
+    ahead = TriageAhead()
+    ahead.start()
+    assert ahead.wait_ready() and ahead._socket is not None
+    try:
+        with ahead.judging(MOMENT, ASKED) as verdicts:
+            assert verdicts is not None
+            with caplog.at_level(logging.WARNING, logger="handlers.triage.ahead"):
+                assert ahead._heard([(ahead._group, 1, ("a verdict", "of another shape"))]) is False
+                assert verdicts.get(MOMENT[1], explicit=False, asked=ASKED) is None
+        assert "cannot read" in caplog.text and ahead.pid is None
+    finally:
+        ahead.stop()
 
 
 def test_a_stopped_process_is_not_started_again(monkeypatch: pytest.MonkeyPatch) -> None:

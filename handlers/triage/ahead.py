@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import hashlib
 import logging
 import os
 import pickle
@@ -52,6 +53,18 @@ _SIZE = struct.Struct("!I")  # each message on the socket: its length, then its 
 NICENESS = 10  # the process's priority below the core's: on a CPU both need, the core goes first
 
 
+def _code_digest() -> str:
+    """The triage code as it is on disk when imported: a process started after an upgrade in place would
+    judge with other code than the core loaded, so it says which it has, and the core compares."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
+CODE = _code_digest()
+
+
 @dataclass(frozen=True, slots=True)
 class Asked:
     """What a verdict depends on besides the text and the model: the community's triage settings."""
@@ -73,7 +86,7 @@ class TriageAhead:
         self._refused = False  # the model file changed since the core loaded it: not again until a restart
         self._group = 0  # the last group sent
         self._answered = 0  # the newest group the process has said anything about
-        self._pending_since: float | None = None  # since when an answer is owed with nothing heard
+        self._heard_at = 0.0  # when the process last said anything
         self._verdicts: dict[int, Triage | None] = {}  # the current group's, by the index of its first text
         self._lost_at = float("-inf")
         self.served = 0  # verdicts the core took from the process
@@ -93,7 +106,8 @@ class TriageAhead:
             filter(None, [str(_PACKAGES), os.environ.get("PYTHONPATH")]))}
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "handlers.triage.ahead", str(there.fileno()), str(current_model_path())],
+                # -P: `handlers` from where the core's came (PYTHONPATH), not from the working directory
+                [sys.executable, "-P", "-m", "handlers.triage.ahead", str(there.fileno()), str(current_model_path())],
                 pass_fds=(there.fileno(),), stdin=subprocess.DEVNULL, env=environment,
                 start_new_session=True)  # a Ctrl-C in the terminal is the core's to handle, not the process's
         except OSError as error:
@@ -103,7 +117,7 @@ class TriageAhead:
             return
         finally:
             there.close()
-        self._socket, self._ready, self._pending_since = _Framed(here), False, None
+        self._socket, self._ready, self._heard_at = _Framed(here), False, time.monotonic()
         self._group = self._answered = 0
 
     def wait_ready(self, timeout: float = START_WAIT) -> bool:
@@ -160,11 +174,12 @@ class TriageAhead:
             if messages is None:
                 self._lose("its process ended while it loaded the model")
                 return False
-            for word, said in messages:  # ("ready", the fingerprint of its model) or ("refused", why)
-                if word != READY or said != current_model().fingerprint:
+            for message in messages:  # ("ready", its model's fingerprint, its code's) or ("refused", why)
+                if message != (READY, current_model().fingerprint, CODE):
+                    why = (f"its process could not load the model ({message[1]})" if message[0] != READY else
+                           "its model file or Linli's code is not what the core loaded (changed since it started?)")
                     self._refused = True
-                    self._lose(f"its process could not load the model the core uses ({said}); restart Linli to "
-                               "judge ahead again")
+                    self._lose(f"{why}; restart Linli to judge ahead again")
                     return False
                 self._ready = True
         return self._ready
@@ -173,10 +188,9 @@ class TriageAhead:
         """Hand the process a group, without waiting: False when it has not taken the last one yet."""
         framed = self._socket
         assert framed is not None
+        if not self._listen() or not framed.flush():
+            return False  # gone, or the socket is full: this group is judged by the core
         try:
-            if not framed.flush():
-                self._check_alive()
-                return False  # the socket is full: this group is judged by the core
             model = current_model()
             self._group += 1
             self._verdicts = {}
@@ -186,63 +200,71 @@ class TriageAhead:
         except OSError as error:
             self._lose(f"could not hand it texts ({error})")
             return False
-        if self._pending_since is None:
-            self._pending_since = time.monotonic()
         return True
 
     def verdict(self, index: int) -> Triage | None:
         """The verdict on the group's text at `index` if it has come; None: not yet (the core judges that
         text itself rather than wait: it reaches a group's first texts before the process does)."""
-        verdicts = self._verdicts
-        if index not in verdicts:
-            framed = self._socket
-            if framed is None:
-                return None
-            try:
-                framed.flush()
-            except OSError:
-                self._lose("its process ended")
-                return None
-            messages = framed.received()
-            if messages is None:
-                self._lose("its process ended")
-                return None
-            if messages:
-                self._heard(messages)
-            else:
-                self._check_alive()
-            if index not in self._verdicts:
-                return None
+        if index not in self._verdicts and not self._listen():
+            return None
+        if index not in self._verdicts:
+            return None
         verdict = self._verdicts[index]
         self.served += verdict is not None
         return verdict
 
-    def _heard(self, messages: list[Any]) -> None:
-        for group, index, verdict in messages:
-            if index == REFUSED:
-                self._refused = True
-                self._lose("its model file is not the one the core loaded (changed since?); restart Linli to "
-                           "judge ahead again")
-                return
-            self._answered = max(self._answered, group)
-            if group == self._group:  # a verdict of an earlier group nobody waited for: let go
-                self._verdicts[index] = _triage(verdict)
-        self._pending_since = None if self._answered == self._group else time.monotonic()
-
-    def _check_alive(self) -> None:
-        if self._pending_since is not None and time.monotonic() - self._pending_since > WAIT:
+    def _listen(self) -> bool:
+        """Hand over what waits to be sent and take in what has come, without waiting; let a process go that
+        has ended, refuses, or owes an answer and has shown no sign of life (read nothing, said nothing)
+        for `WAIT` seconds. False when there is no process."""
+        framed = self._socket
+        if framed is None:
+            return False
+        try:
+            framed.flush()
+            messages = framed.received()
+        except OSError:
+            messages = None
+        if messages is None:
+            self._lose("its process ended")
+            return False
+        if messages:
+            return self._heard(messages)
+        owed = self._answered < self._group
+        if owed and time.monotonic() - max(self._heard_at, framed.progress_at) > WAIT:
             self._lose(f"no answer for {WAIT:.0f} s")
+            return False
+        return True
+
+    def _heard(self, messages: list[Any]) -> bool:
+        self._heard_at = time.monotonic()
+        try:
+            for group, index, verdict in messages:
+                if index == REFUSED:
+                    self._refused = True
+                    self._lose("its model file is not the one the core loaded (changed since?); restart Linli "
+                               "to judge ahead again")
+                    return False
+                self._answered = max(self._answered, group)
+                if group == self._group:  # a verdict of an earlier group nobody waited for: let go
+                    self._verdicts[index] = _triage(verdict)
+        except (TypeError, ValueError) as error:  # not what this code sends: another version of it
+            self._refused = True
+            self._lose(f"it sent what the core cannot read ({error}); restart Linli to judge ahead again")
+            return False
+        return True
 
     def _lose(self, why: str) -> None:
         log.warning("triage ahead: %s; the core judges every update for now", why)
         framed, process = self._socket, self._process
-        self._socket, self._process, self._ready, self._pending_since = None, None, False, None
+        self._socket, self._process, self._ready = None, None, False
         self._lost_at = time.monotonic()
         if framed is not None:
             framed.close()
         if process is not None:
             process.kill()
-            process.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # one stuck in the kernel is reaped at exit
+                process.wait(timeout=5)
 
 
 class Verdicts:
@@ -266,6 +288,10 @@ class _Framed:
         self.sock = sock
         self._in = bytearray()  # received, not a whole message yet
         self._out = bytearray()  # to send, not taken by the socket yet
+        self._ended = False  # the other end closed: what came before is still handed out, once
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+        self.progress_at = time.monotonic()  # when the socket last took bytes from here
 
     def send(self, message: object) -> None:
         data = pickle.dumps(message)
@@ -280,25 +306,33 @@ class _Framed:
             except BlockingIOError:
                 return False
             del self._out[:sent]
+            self.progress_at = time.monotonic()
         return True
 
     def received(self, *, wait: bool = False) -> list[Any] | None:
-        """Every whole message received by now; with `wait`, at least one. None when the other end closed."""
+        """Every whole message received by now; with `wait`, at least one. None once the other end closed
+        and every message it sent before has been handed out."""
         while True:
-            try:
-                while True:  # everything that has come, without waiting
-                    chunk = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
-                    if not chunk:
-                        return None
-                    self._in += chunk
-            except BlockingIOError:
-                pass
-            except OSError:
-                return None
+            if not self._ended:
+                try:
+                    while True:  # everything that has come, without waiting
+                        chunk = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                        if not chunk:
+                            self._ended = True
+                            break
+                        self._in += chunk
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self._ended = True
             messages = self._whole()
-            if messages or not wait:
+            if messages:
                 return messages
-            select.select([self.sock], [], [])  # nothing whole yet: wait for more
+            if self._ended:
+                return None
+            if not wait:
+                return messages
+            self._poll.poll()  # nothing whole yet: wait for more
 
     def _whole(self) -> list[Any]:
         buffer, messages, start = self._in, [], 0
@@ -313,7 +347,7 @@ class _Framed:
         return messages
 
     def readable(self) -> bool:
-        return bool(select.select([self.sock], [], [], 0)[0])
+        return bool(self._poll.poll(0))
 
     def close(self) -> None:
         self.sock.close()
@@ -354,7 +388,7 @@ def serve(sock: socket.socket, model_path: str) -> None:
             framed.flush()
             return
         gc.freeze()  # the model and its word list: the collector's full passes would walk them (~100 ms each)
-        framed.send((READY, model.fingerprint))
+        framed.send((READY, model.fingerprint, CODE))
         pending: list[Any] = []
         while True:
             if not pending:
