@@ -10,11 +10,12 @@ ahead. A process that died is started again after a while.
 The core never waits on the process: a group's texts are sent without blocking (what the socket does not
 take yet goes later), and verdicts are read as they have come. The process always works on the newest
 group (an older one is over by the time a newer comes), so it cannot fall behind for long; one that owes
-an answer and says nothing for `WAIT` seconds is killed. It judges with the very model the core loaded:
-each group names the model's fingerprint, and a process whose model file no longer matches refuses.
+an answer and shows no sign of life for `WAIT` seconds is killed. It judges with the very model and code
+the core loaded: it starts by naming its model file's fingerprint and its code's, each group names the
+model's, and a process that does not match refuses or is refused.
 It reads its socket until the core's end closes, so it ends with the core, even when the core is killed.
 
-Run as `python -m handlers.triage.ahead FD` by `TriageAhead`; not a command for people.
+Run as `python -P -m handlers.triage.ahead FD MODEL` by `TriageAhead`; not a command for people.
 """
 
 from __future__ import annotations
