@@ -473,6 +473,8 @@ async def test_admins_dispatch_and_usernames_name_people(tg: TelegramApiServer, 
         await t.expect(group, "只有书记或网格长可以派单", after=said)  # the community's language
         said = tg.user_says(helper, group, "on my way")
         await t.settle()
+        await t.stop()  # a restart: the @username is found in what the transport kept, not in memory
+        await t.start()
         said = tg.user_says(owner, group, "/派单 #1 @bob_fix")
         await t.expect(group, "#1 已派给", "Bob", after=said)
         assert t.order(1).assignee_id == t.person_id(helper)

@@ -43,6 +43,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    MessageEntity,
     ReplyParameters,
     Update,
     User,
@@ -394,6 +395,7 @@ class TelegramTransport(Transport):
         if group:
             admins = await self._admins(chat.id)
             admin = message.from_user is not None and message.from_user.id in admins
+        await self._recall_usernames(message)
         incoming = message_incoming(message, me, sender_is_admin=admin, user_id_of=self._user_id_of,
                                     addressed=await self._answers_the_bot(message))
 
@@ -522,14 +524,19 @@ class TelegramTransport(Transport):
     async def _keep(self, key: str, value: str) -> None:
         await self.core.aside(self.state.put, key, value)
 
+    async def _recall_usernames(self, message: Message) -> None:
+        """The ids of the @usernames a message names, read from the bookkeeping (on its thread, not the
+        event loop) into memory, where translating the message looks them up (`_user_id_of`)."""
+        entities = message.parse_entities() if message.text else message.parse_caption_entities()
+        for entity, covered in entities.items():
+            name = covered.lstrip("@").lower()
+            if entity.type == MessageEntity.MENTION and name not in self._usernames:
+                found = await self._kept(f"u:{name}")
+                if found:
+                    self._usernames[name] = found
+
     def _user_id_of(self, username: str) -> str | None:
-        name = username.lower()
-        if name not in self._usernames:
-            found = self.state.get(f"u:{name}")
-            if not found:
-                return None
-            self._usernames[name] = found
-        return self._usernames[name]
+        return self._usernames.get(username.lower())
 
     # --- privacy mode ------------------------------------------------------------------------
     async def _tell_if_blind(self, chat: str) -> None:
