@@ -114,6 +114,7 @@ class Lanes:
         self.sent = 0
         self._queues: dict[str, deque[Item]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._inline: set[str] = set()  # lanes `run` is posting in here and now: what is submitted waits
         self._rows: set[int] = set()  # outbox rows in a lane now
         self._held: dict[str, tuple[int | None, str]] = {}  # lanes waiting behind a parked row, and why
         self._renewer: asyncio.Task[None] | None = None
@@ -131,9 +132,8 @@ class Lanes:
                 self._rows.add(item.row)
             key = lane_of(item.action)
             self._queues.setdefault(key, deque()).append(item)
-            if key not in self._tasks:
-                self._tasks[key] = asyncio.create_task(self._drain(key), name=f"{self.name}-{key}")
-                self._idle.clear()
+            if key not in self._tasks and key not in self._inline:
+                self._start(key)
         if self._rows and (self._renewer is None or self._renewer.done()):
             self._renewer = asyncio.create_task(self._renew(), name=f"{self.name}-renew")
 
@@ -155,15 +155,30 @@ class Lanes:
         carry = self.carrier()
         for item in items:
             key = lane_of(item.action)
-            if key in self._tasks:
+            if key in self._tasks or key in self._inline:
                 item.done = asyncio.get_running_loop().create_future()
                 self.submit([item])
                 await item.done
             elif down is not None:
                 await self._park(item, down, behind=None)
             else:
-                reason, limited = await self._step(key, item, carry)
+                reason, limited = await self._here(key, item, carry)
                 down = reason if limited else None
+
+    async def _here(self, key: str, item: Item, carry: Carry) -> tuple[str | None, bool]:
+        """Post one item here and now, holding its lane meanwhile: what is submitted to the lane in the
+        meantime goes after it, as a lane posts in order."""
+        self._inline.add(key)
+        try:
+            return await self._step(key, item, carry)
+        finally:
+            self._inline.discard(key)
+            if self._queues.get(key) and key not in self._tasks:
+                self._start(key)
+
+    def _start(self, key: str) -> None:
+        self._tasks[key] = asyncio.create_task(self._drain(key), name=f"{self.name}-{key}")
+        self._idle.clear()
 
     async def idle(self) -> None:
         """Until every lane is empty (tests, `linli bench`)."""

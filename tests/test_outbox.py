@@ -149,3 +149,29 @@ def test_two_equal_actions_handed_back_together_keep_a_row_each() -> None:
         assert outbox.taken_row(reminder, adopt=True) == (11, 0)
         assert outbox.taken_row(reminder, adopt=True) == (12, 2), "the second is the other row, not the first again"
         assert outbox.taken_row(reminder, adopt=True) is None
+
+
+async def test_what_comes_for_a_chat_while_a_message_is_posted_there_inline_goes_after_it(hood: Neighbourhood) -> None:
+    """`run` posts here and now; a reply queued for the same chat meanwhile waits for it: a chat reads its
+    messages in the order they were said."""
+    from bot.delivery import Lanes
+
+    posted: list[str] = []
+    first_is_going, first_may_finish = asyncio.Event(), asyncio.Event()
+
+    async def carry(action: Outgoing) -> None:
+        if action.text.key == "first":
+            first_is_going.set()
+            await first_may_finish.wait()
+        posted.append(action.text.key)
+
+    lanes = Lanes("telegram", hood.engine, hood.clock, lambda: carry, name="Test")
+    in_order = [Outgoing(Kind.SEND, Text(key), service="telegram", chat_id="-100") for key in ("first", "second")]
+    running = asyncio.create_task(lanes.run([in_order[0]]))
+    await first_is_going.wait()
+    lanes.submit(lanes.items([in_order[1]]))
+    await asyncio.sleep(0)  # a lane started now would post "second" before "first" has gone
+    first_may_finish.set()
+    await running
+    await lanes.idle()
+    assert posted == ["first", "second"]
