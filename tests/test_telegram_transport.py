@@ -29,6 +29,7 @@ from sqlmodel import col, select
 
 from bot.settings import Settings
 from bot.telegram import LoginFailed, TelegramTransport
+from handlers import inbox
 from handlers.clock import SystemClock
 from handlers.community import CommunityConfig
 from handlers.protocol import Button, Kind, Outgoing, Text
@@ -478,6 +479,25 @@ async def test_admins_dispatch_and_usernames_name_people(tg: TelegramApiServer, 
         said = tg.user_says(owner, group, "/派单 #1 @bob_fix")
         await t.expect(group, "#1 已派给", "Bob", after=said)
         assert t.order(1).assignee_id == t.person_id(helper)
+
+
+async def test_a_greeting_said_is_marked_at_once_so_a_restart_does_not_greet_again(
+        tg: TelegramApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bot's being added is handled by the transport itself (no order, no outbox): its update is marked
+    handled right after the greeting, not with the next flush of quiet updates a moment later."""
+    import bot.inbox
+
+    monkeypatch.setattr(bot.inbox, "FLUSH_EVERY", 3600.0)  # only the transport itself can mark it now
+    zhang, _, wang, _ = people(tg)
+    async with town(tg, tmp_path) as t:
+        await t.start(community({"张书记": zhang}, invite="dispatchers"))
+        welcome = tg.create_group("阳光小区业主群", members=[wang], creator=zhang, bot_member=False)
+        tg.set_bot_status(welcome, "member", by=zhang)
+        await t.expect(welcome, "大家好，我是邻里助手")
+        assert t.core is not None
+        engine = t.core.engine
+        await tg.wait_until(lambda: not inbox.waiting(engine, "telegram"), timeout=WAIT,
+                            what="the membership update marked handled")
 
 
 async def test_joining_a_group_follows_the_invite_rule(tg: TelegramApiServer, tmp_path: Path) -> None:

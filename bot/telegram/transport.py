@@ -83,7 +83,7 @@ from bot.telegram.format import (
 from bot.telegram.ratelimit import GROUP_WINDOW, ChatRateLimiter
 from bot.telegram.webhook import WebhookEndpoint
 from bot.transport import LoginFailed, Transport
-from handlers import outbox
+from handlers import inbox, outbox
 from handlers.inbox import Arrival, Stored
 from handlers.protocol import Incoming, Kind, Outgoing, from_json, to_json
 from handlers.router import Linli
@@ -367,6 +367,8 @@ class TelegramTransport(Transport):
                     steps = []
                     if update.my_chat_member is not None:
                         await self._on_membership(update.my_chat_member)
+                        # marked now, not with the next quiet flush: a restart must not greet the group twice
+                        await self.core.aside(inbox.handled, self.core.engine, [stored.id], self.core.clock.now())
                     self.finished += 1
             await self._finish(steps)
             steps = []
