@@ -56,7 +56,7 @@ class _Kept:
         self._queued: list[tuple[list[Queued], int, Outgoing]] = []
         self._owner = ""
 
-    def delivered(self, incoming: Incoming, now: datetime) -> None:
+    def delivered(self, incoming: Incoming) -> None:
         assert incoming.message_id
         self._deliveries.append((incoming.service, incoming.chat_id, incoming.message_id))
 
@@ -231,7 +231,7 @@ class Linli:
             # this message either waits for the first to commit and then finds it here, or finds it already.
             if incoming.message_id:
                 if kept is not None:
-                    kept.delivered(incoming, now)
+                    kept.delivered(incoming)
                 elif not repo.record_delivery(db, incoming.service, incoming.chat_id, incoming.message_id, now):
                     undo()
                     return []
