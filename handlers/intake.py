@@ -192,7 +192,7 @@ def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
         "confidence": verdict.confidence, "created_at": turn.now})
     # Prepared statements rather than the unit of work: filing is the hot path of every busy group.
     values["id"] = prepared.insert_values(db, Order, values)
-    order = prepared.as_loaded(db, Order, values)
+    order = prepared.as_written(Order, values)  # read from here on, never changed in this turn
     detail = {"triage": verdict.as_json()}
     if verdict.location.landmark:
         detail["landmark"] = verdict.location.landmark
