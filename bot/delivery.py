@@ -169,12 +169,18 @@ class Lanes:
         """Post one item here and now, holding its lane meanwhile: what is submitted to the lane in the
         meantime goes after it, as a lane posts in order."""
         self._inline.add(key)
+        self._idle.clear()
         try:
             return await self._step(key, item, carry)
+        except Exception as error:  # as in a lane: what was queued behind it waits behind its row
+            self._held[key] = (item.row, repr(error))
+            raise
         finally:
             self._inline.discard(key)
             if self._queues.get(key) and key not in self._tasks:
                 self._start(key)
+            elif not self._tasks and not self._inline:
+                self._idle.set()
 
     def _start(self, key: str) -> None:
         self._tasks[key] = asyncio.create_task(self._drain(key), name=f"{self.name}-{key}")
@@ -196,6 +202,9 @@ class Lanes:
         if self._rows and self.owner:
             await self.offload(outbox.release, self.engine, sorted(self._rows), self.owner)
         self._rows.clear()
+        for queue in self._queues.values():  # waiting behind a post `run` made here: not posted, and said so
+            for item in queue:
+                self._finish(item, "stopped")
         self._queues.clear()
         self._tasks.clear()
         self._idle.set()
@@ -222,7 +231,7 @@ class Lanes:
             del self._tasks[key]
             if not queue:
                 self._queues.pop(key, None)
-            if not self._tasks:
+            if not self._tasks and not self._inline:
                 self._idle.set()
 
     async def _step(self, key: str, item: Item, carry: Carry) -> tuple[str | None, bool]:

@@ -57,7 +57,8 @@ def judge(turn: Turn, text: str, *, explicit: bool) -> Triage:
 
 
 def report(turn: Turn, text: str, *, explicit: bool) -> Order | None:
-    """File `text` as an order if it is one; explicit reports always are."""
+    """File `text` as an order if it is one; explicit reports always are. The order returned is to read:
+    a new one is not in the session (`prepared.as_written`), so a change to it would not be stored."""
     if not words_of(caption(text.lower())) and not turn.incoming.photos:
         if explicit:
             turn.reply("report.empty")  # "/报事" alone, or "/报事 🙂": nothing to file
@@ -174,6 +175,7 @@ def amend(turn: Turn, order: Order, text: str, verdict: Triage) -> None:
 
 
 def file_order(turn: Turn, text: str, verdict: Triage) -> Order:
+    """File an order and say so; the order returned is to read (see `report`)."""
     db, person = turn.db, turn.person
     assert person.id is not None and turn.chat.id is not None
     before = _fragments(turn) if not turn.incoming.is_direct else []

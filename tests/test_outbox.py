@@ -175,3 +175,48 @@ async def test_what_comes_for_a_chat_while_a_message_is_posted_there_inline_goes
     await running
     await lanes.idle()
     assert posted == ["first", "second"]
+
+
+async def test_lanes_are_not_idle_while_a_message_posted_inline_holds_a_chat(hood: Neighbourhood) -> None:
+    from bot.delivery import Lanes
+
+    first_is_going, first_may_finish = asyncio.Event(), asyncio.Event()
+    posted: list[str] = []
+
+    async def carry(action: Outgoing) -> None:
+        if action.text.key == "first":
+            first_is_going.set()
+            await first_may_finish.wait()
+        posted.append(action.text.key)
+
+    lanes = Lanes("telegram", hood.engine, hood.clock, lambda: carry, name="Test")
+    running = asyncio.create_task(lanes.run([Outgoing(Kind.SEND, Text("first"), service="telegram", chat_id="-100")]))
+    await first_is_going.wait()
+    lanes.submit(lanes.items([Outgoing(Kind.SEND, Text("second"), service="telegram", chat_id="-100")]))
+    idle = asyncio.create_task(lanes.idle())
+    await asyncio.sleep(0)
+    assert not idle.done(), "a message is being posted and another waits behind it"
+    first_may_finish.set()
+    await running
+    await asyncio.wait_for(idle, 5)
+    assert posted == ["first", "second"]
+
+
+async def test_stopping_tells_a_run_waiting_behind_an_inline_post_that_it_was_not_posted(hood: Neighbourhood) -> None:
+    from bot.delivery import Lanes
+
+    first_is_going, first_may_finish = asyncio.Event(), asyncio.Event()
+
+    async def carry(action: Outgoing) -> None:
+        if action.text.key == "first":
+            first_is_going.set()
+            await first_may_finish.wait()
+
+    lanes = Lanes("telegram", hood.engine, hood.clock, lambda: carry, name="Test")
+    first = asyncio.create_task(lanes.run([Outgoing(Kind.SEND, Text("first"), service="telegram", chat_id="-100")]))
+    await first_is_going.wait()
+    second = asyncio.create_task(lanes.run([Outgoing(Kind.SEND, Text("second"), service="telegram", chat_id="-100")]))
+    await asyncio.sleep(0)  # it queues behind the first
+    stopping = asyncio.create_task(lanes.stop(grace=0.1))
+    first_may_finish.set()
+    await asyncio.wait_for(asyncio.gather(first, second, stopping), 5)  # nobody is left waiting for good

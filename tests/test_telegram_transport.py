@@ -500,6 +500,37 @@ async def test_a_greeting_said_is_marked_at_once_so_a_restart_does_not_greet_aga
                             what="the membership update marked handled")
 
 
+async def test_a_batch_tried_again_after_the_database_was_away_does_not_greet_again(
+        tg: TelegramApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database goes away right after the greeting: the update's batch is tried again from memory,
+    and the group still hears one greeting."""
+    from sqlalchemy.exc import OperationalError
+
+    import bot.inbox
+
+    monkeypatch.setattr(bot.inbox, "AWAY_PAUSES", (0.05, 0.05))
+    marked, away = inbox.handled, []
+
+    def away_once(engine, ids, now):  # type: ignore[no-untyped-def]
+        if not away:
+            away.append(ids)
+            raise OperationalError("UPDATE inbox …", {}, Exception("server closed the connection unexpectedly"))
+        return marked(engine, ids, now)
+
+    monkeypatch.setattr(inbox, "handled", away_once)
+    zhang, _, wang, _ = people(tg)
+    async with town(tg, tmp_path) as t:
+        await t.start(community({"张书记": zhang}, invite="dispatchers"))
+        welcome = tg.create_group("阳光小区业主群", members=[wang], creator=zhang, bot_member=False)
+        tg.set_bot_status(welcome, "member", by=zhang)
+        await t.expect(welcome, "大家好，我是邻里助手")
+        assert t.core is not None
+        engine = t.core.engine
+        await tg.wait_until(lambda: away and not inbox.waiting(engine, "telegram"), timeout=WAIT,
+                            what="the update marked handled after the database came back")
+        assert [m.text for m in tg.bot_messages(welcome) if "大家好" in (m.text or "")][1:] == [], "greeted twice"
+
+
 async def test_joining_a_group_follows_the_invite_rule(tg: TelegramApiServer, tmp_path: Path) -> None:
     """Added by someone the community lets invite it, the bot says hello (and that it can't read the group
     yet); added by anyone else, it says why and leaves."""

@@ -87,6 +87,7 @@ from handlers import inbox, outbox
 from handlers.inbox import Arrival, Stored
 from handlers.protocol import Incoming, Kind, Outgoing, from_json, to_json
 from handlers.router import Linli
+from storage.db import DATABASE_AWAY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -165,6 +166,7 @@ class TelegramTransport(Transport):
         self._blind: set[str] = set()  # groups whose ordinary messages privacy mode hides from the bot
         self._told: set[str] = set()
         self._usernames: dict[str, str] = {}  # @username (lower case) → user id
+        self._members_done: set[int] = set()  # membership updates (inbox ids) already acted on in this process
         self._queries: dict[str, CallbackQuery] = {}  # presses being handled, not answered yet
         self._pressed: dict[str, int] = {}  # press → the message that carries the button
         self._first_try = asyncio.Event()
@@ -365,10 +367,13 @@ class TelegramTransport(Transport):
                 else:
                     await self._finish(steps)  # what came before it goes first
                     steps = []
-                    if update.my_chat_member is not None:
+                    if update.my_chat_member is not None and stored.id not in self._members_done:
                         await self._on_membership(update.my_chat_member)
+                        self._remember_done(stored.id)  # a batch tried again (the database away) skips it
                         # marked now, not with the next quiet flush: a restart must not greet the group twice
-                        await self.core.aside(inbox.handled, self.core.engine, [stored.id], self.core.clock.now())
+                        with contextlib.suppress(*DATABASE_AWAY):  # the quiet flush marks it too
+                            await self.core.aside(inbox.handled, self.core.engine, [stored.id],
+                                                  self.core.clock.now())
                     self.finished += 1
             await self._finish(steps)
             steps = []
@@ -455,6 +460,11 @@ class TelegramTransport(Transport):
                 await query.answer()
         except TelegramError as error:  # too old, or answered on a first delivery
             log.info("Telegram: could not answer a button press: %s", error)
+
+    def _remember_done(self, update_id: int) -> None:
+        if len(self._members_done) > 10_000:
+            self._members_done.clear()
+        self._members_done.add(update_id)
 
     async def _on_membership(self, change: ChatMemberUpdated) -> None:
         chat = change.chat
