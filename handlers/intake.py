@@ -229,9 +229,9 @@ def find_duplicate(turn: Turn, order: Order) -> Similar | None:
     """An open order of the same grid, category and place, reported lately, that reads alike."""
     since = turn.now - parse_duration(turn.community.config.duplicate_window).clock_time()
     statement = _SAME_PLACE if order.building else _ANY_PLACE
-    rows = statement.rows(turn.db, {"grid": order.grid_id, "category": order.category, "me": order.id,
-                                    "since": since, "building": order.building})
     words = _bigrams(order.id or 0, order.text)
+    rows = statement.each(turn.db, {"grid": order.grid_id, "category": order.category, "me": order.id,
+                                    "since": since, "building": order.building})  # read up to the first alike
     for other_id, text, building, number, title, matter in rows:
         same_place = bool(order.building) and order.building == building
         if _similarity(words, _bigrams(other_id, text)) >= (0.15 if same_place else 0.35):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -90,6 +90,20 @@ class Prepared:
         """Every returned row, each value through its column's type."""
         cursor, found, compiled = self._execute(db, values, _EVERY)
         return compiled.typed(cursor, found)
+
+    def each(self, db: Session, values: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:
+        """The returned rows one at a time, each read when it is asked for: on SQLite, a caller that stops
+        early (the first that fits) has the rest never read."""
+        cursor, row, compiled = self._execute(db, values, _FIRST)
+        try:
+            while row is not None:
+                yield compiled.typed(cursor, [row])[0]
+                try:
+                    row = cursor.fetchone()
+                except compiled.errors as error:
+                    raise compiled.raised(values, error) from error
+        finally:
+            cursor.close()  # stopped early: the statement is done with at once
 
     def first(self, db: Session, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         cursor, row, compiled = self._execute(db, values, _FIRST)

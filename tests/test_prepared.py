@@ -115,6 +115,22 @@ def test_a_list_in_the_statement_and_values_bound_by_name(hood: Neighbourhood) -
         assert lookup.rows(db, {"since": datetime.now(UTC) + timedelta(days=3650)}) == []
 
 
+def test_rows_read_one_at_a_time_stop_where_the_caller_stops(hood: Neighbourhood) -> None:
+    for who, said in [("王阿姨", "3栋2单元楼道灯坏了"), ("李大爷", "5号楼电梯门关不上"), ("赵大爷", "北门路灯不亮")]:
+        hood.report(who=who, text=said)
+    newest_first = Prepared(select(Order.number, Order.created_at).where(Order.number > bindparam("after"))
+                            .order_by(col(Order.number).desc()))
+    with session(hood.engine) as db:
+        rows = newest_first.each(db, {"after": 0})
+        number, created_at = next(rows)
+        assert number == 3 and created_at.tzinfo is not None, "through the column's type, as `rows` reads it"
+        rows.close()  # the caller found what it looked for
+        assert [n for n, _ in newest_first.each(db, {"after": 1})] == [3, 2], "the connection goes on at once"
+        prepared.insert_values(db, Event, {"order_id": 1, "action": "note", "to_state": "reported",
+                                           "at": datetime.now(UTC), "detail": {}})
+        db.commit()
+
+
 def _all_orders(hood: Neighbourhood) -> list[Order]:
     with session(hood.engine) as db:
         return list(db.exec(select(Order)))
