@@ -151,72 +151,63 @@ def test_two_equal_actions_handed_back_together_keep_a_row_each() -> None:
         assert outbox.taken_row(reminder, adopt=True) is None
 
 
+class _HeldChat:
+    """Lanes whose message "first" to chat -100 is being posted inline, and waits until `let_first_go`."""
+
+    def __init__(self, hood: Neighbourhood) -> None:
+        from bot.delivery import Lanes
+
+        self.posted: list[str] = []
+        self.first_is_going, self.first_may_finish = asyncio.Event(), asyncio.Event()
+        self.lanes = Lanes("telegram", hood.engine, hood.clock, lambda: self._carry, name="Test")
+
+    async def _carry(self, action: Outgoing) -> None:
+        if action.text.key == "first":
+            self.first_is_going.set()
+            await self.first_may_finish.wait()
+        self.posted.append(action.text.key)
+
+    async def post_first(self) -> asyncio.Task[None]:
+        running = asyncio.create_task(self.lanes.run([_to_the_chat("first")]))
+        await self.first_is_going.wait()
+        return running
+
+
+def _to_the_chat(key: str) -> Outgoing:
+    return Outgoing(Kind.SEND, Text(key), service="telegram", chat_id="-100")
+
+
 async def test_what_comes_for_a_chat_while_a_message_is_posted_there_inline_goes_after_it(hood: Neighbourhood) -> None:
     """`run` posts here and now; a reply queued for the same chat meanwhile waits for it: a chat reads its
     messages in the order they were said."""
-    from bot.delivery import Lanes
-
-    posted: list[str] = []
-    first_is_going, first_may_finish = asyncio.Event(), asyncio.Event()
-
-    async def carry(action: Outgoing) -> None:
-        if action.text.key == "first":
-            first_is_going.set()
-            await first_may_finish.wait()
-        posted.append(action.text.key)
-
-    lanes = Lanes("telegram", hood.engine, hood.clock, lambda: carry, name="Test")
-    in_order = [Outgoing(Kind.SEND, Text(key), service="telegram", chat_id="-100") for key in ("first", "second")]
-    running = asyncio.create_task(lanes.run([in_order[0]]))
-    await first_is_going.wait()
-    lanes.submit(lanes.items([in_order[1]]))
+    held = _HeldChat(hood)
+    running = await held.post_first()
+    held.lanes.submit(held.lanes.items([_to_the_chat("second")]))
     await asyncio.sleep(0)  # a lane started now would post "second" before "first" has gone
-    first_may_finish.set()
+    held.first_may_finish.set()
     await running
-    await lanes.idle()
-    assert posted == ["first", "second"]
+    await held.lanes.idle()
+    assert held.posted == ["first", "second"]
 
 
 async def test_lanes_are_not_idle_while_a_message_posted_inline_holds_a_chat(hood: Neighbourhood) -> None:
-    from bot.delivery import Lanes
-
-    first_is_going, first_may_finish = asyncio.Event(), asyncio.Event()
-    posted: list[str] = []
-
-    async def carry(action: Outgoing) -> None:
-        if action.text.key == "first":
-            first_is_going.set()
-            await first_may_finish.wait()
-        posted.append(action.text.key)
-
-    lanes = Lanes("telegram", hood.engine, hood.clock, lambda: carry, name="Test")
-    running = asyncio.create_task(lanes.run([Outgoing(Kind.SEND, Text("first"), service="telegram", chat_id="-100")]))
-    await first_is_going.wait()
-    lanes.submit(lanes.items([Outgoing(Kind.SEND, Text("second"), service="telegram", chat_id="-100")]))
-    idle = asyncio.create_task(lanes.idle())
+    held = _HeldChat(hood)
+    running = await held.post_first()
+    held.lanes.submit(held.lanes.items([_to_the_chat("second")]))
+    idle = asyncio.create_task(held.lanes.idle())
     await asyncio.sleep(0)
     assert not idle.done(), "a message is being posted and another waits behind it"
-    first_may_finish.set()
+    held.first_may_finish.set()
     await running
     await asyncio.wait_for(idle, 5)
-    assert posted == ["first", "second"]
+    assert held.posted == ["first", "second"]
 
 
 async def test_stopping_tells_a_run_waiting_behind_an_inline_post_that_it_was_not_posted(hood: Neighbourhood) -> None:
-    from bot.delivery import Lanes
-
-    first_is_going, first_may_finish = asyncio.Event(), asyncio.Event()
-
-    async def carry(action: Outgoing) -> None:
-        if action.text.key == "first":
-            first_is_going.set()
-            await first_may_finish.wait()
-
-    lanes = Lanes("telegram", hood.engine, hood.clock, lambda: carry, name="Test")
-    first = asyncio.create_task(lanes.run([Outgoing(Kind.SEND, Text("first"), service="telegram", chat_id="-100")]))
-    await first_is_going.wait()
-    second = asyncio.create_task(lanes.run([Outgoing(Kind.SEND, Text("second"), service="telegram", chat_id="-100")]))
+    held = _HeldChat(hood)
+    first = await held.post_first()
+    second = asyncio.create_task(held.lanes.run([_to_the_chat("second")]))
     await asyncio.sleep(0)  # it queues behind the first
-    stopping = asyncio.create_task(lanes.stop(grace=0.1))
-    first_may_finish.set()
+    stopping = asyncio.create_task(held.lanes.stop(grace=0.1))
+    held.first_may_finish.set()
     await asyncio.wait_for(asyncio.gather(first, second, stopping), 5)  # nobody is left waiting for good

@@ -481,6 +481,17 @@ async def test_admins_dispatch_and_usernames_name_people(tg: TelegramApiServer, 
         assert t.order(1).assignee_id == t.person_id(helper)
 
 
+async def _added_and_greeted(tg: TelegramApiServer, t: Town) -> tuple[Any, Chat]:
+    """张书记 adds the bot to a new group and it says hello: the database, and the group."""
+    zhang, _, wang, _ = people(tg)
+    await t.start(community({"张书记": zhang}, invite="dispatchers"))
+    welcome = tg.create_group("阳光小区业主群", members=[wang], creator=zhang, bot_member=False)
+    tg.set_bot_status(welcome, "member", by=zhang)
+    await t.expect(welcome, "大家好，我是邻里助手")
+    assert t.core is not None
+    return t.core.engine, welcome
+
+
 async def test_a_greeting_said_is_marked_at_once_so_a_restart_does_not_greet_again(
         tg: TelegramApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bot's being added is handled by the transport itself (no order, no outbox): its update is marked
@@ -488,14 +499,8 @@ async def test_a_greeting_said_is_marked_at_once_so_a_restart_does_not_greet_aga
     import bot.inbox
 
     monkeypatch.setattr(bot.inbox, "FLUSH_EVERY", 3600.0)  # only the transport itself can mark it now
-    zhang, _, wang, _ = people(tg)
     async with town(tg, tmp_path) as t:
-        await t.start(community({"张书记": zhang}, invite="dispatchers"))
-        welcome = tg.create_group("阳光小区业主群", members=[wang], creator=zhang, bot_member=False)
-        tg.set_bot_status(welcome, "member", by=zhang)
-        await t.expect(welcome, "大家好，我是邻里助手")
-        assert t.core is not None
-        engine = t.core.engine
+        engine, _ = await _added_and_greeted(tg, t)
         await tg.wait_until(lambda: not inbox.waiting(engine, "telegram"), timeout=WAIT,
                             what="the membership update marked handled")
 
@@ -518,14 +523,8 @@ async def test_a_batch_tried_again_after_the_database_was_away_does_not_greet_ag
         return marked(engine, ids, now)
 
     monkeypatch.setattr(inbox, "handled", away_once)
-    zhang, _, wang, _ = people(tg)
     async with town(tg, tmp_path) as t:
-        await t.start(community({"张书记": zhang}, invite="dispatchers"))
-        welcome = tg.create_group("阳光小区业主群", members=[wang], creator=zhang, bot_member=False)
-        tg.set_bot_status(welcome, "member", by=zhang)
-        await t.expect(welcome, "大家好，我是邻里助手")
-        assert t.core is not None
-        engine = t.core.engine
+        engine, welcome = await _added_and_greeted(tg, t)
         await tg.wait_until(lambda: away and not inbox.waiting(engine, "telegram"), timeout=WAIT,
                             what="the update marked handled after the database came back")
         assert [m.text for m in tg.bot_messages(welcome) if "大家好" in (m.text or "")][1:] == [], "greeted twice"

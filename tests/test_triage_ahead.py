@@ -92,6 +92,14 @@ def _core(tmp_path: Path, name: str, *, ahead: bool) -> Linli:
     return Linli(engine, quiet_days(load_community(EXAMPLE)), ManualClock(), judge_ahead=ahead)
 
 
+def _judging(tmp_path: Path) -> tuple[Linli, int]:
+    """A core started as `linli run` starts it, its triage process ready: the core and the process's id."""
+    core = _core(tmp_path, "ahead", ahead=True)
+    core.ready()
+    assert core.ahead_ready() and core._ahead is not None and core._ahead.pid is not None
+    return core, core._ahead.pid
+
+
 def _moment(start: int = 0, times: int = 1) -> list[tuple[Incoming, int | None]]:
     return [(Incoming(service="console", chat_id=GROUP, sender_id=f"u{i % 4}", sender_name=f"居民{i % 4}", text=text,
                       message_id=f"m{start + i}"), None) for i, text in enumerate(MOMENT * times)]
@@ -122,10 +130,7 @@ def test_a_core_judging_ahead_files_and_says_what_one_alone_does(tmp_path: Path)
 
 def test_when_the_process_dies_the_core_judges_alone_and_starts_it_again(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    alone, core = _core(tmp_path, "alone", ahead=False), _core(tmp_path, "ahead", ahead=True)
-    core.ready()
-    assert core.ahead_ready() and core._ahead is not None and core._ahead.pid is not None
-    first = core._ahead.pid
+    alone, (core, first) = _core(tmp_path, "alone", ahead=False), _judging(tmp_path)
     try:
         os.kill(first, signal.SIGKILL)
         with caplog.at_level(logging.WARNING, logger="handlers.triage.ahead"):
@@ -142,10 +147,7 @@ def test_when_the_process_dies_the_core_judges_alone_and_starts_it_again(
 def test_a_process_that_hangs_is_let_go_and_the_group_is_judged_by_the_core(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ahead_module, "WAIT", 0.0)
-    core = _core(tmp_path, "ahead", ahead=True)
-    core.ready()
-    assert core.ahead_ready() and core._ahead is not None and core._ahead.pid is not None
-    hung = core._ahead.pid
+    core, hung = _judging(tmp_path)
     try:
         os.kill(hung, signal.SIGSTOP)
         with caplog.at_level(logging.WARNING, logger="handlers.triage.ahead"):
@@ -164,10 +166,7 @@ def test_the_core_never_waits_on_a_process_that_stopped_reading(
     """Groups of long messages to a stopped process fill its socket: the core goes on judging alone, and
     lets the process go once it has owed an answer for WAIT seconds."""
     monkeypatch.setattr(ahead_module, "WAIT", 0.5)
-    core = _core(tmp_path, "ahead", ahead=True)
-    core.ready()
-    assert core.ahead_ready() and core._ahead is not None and core._ahead.pid is not None
-    stopped = core._ahead.pid
+    core, stopped = _judging(tmp_path)
     long = [(replace(incoming, text=f"{incoming.text}{'楼道灯坏了' * 12_000}{n}"), None)  # 60,000 characters
             for n, (incoming, _) in enumerate(_moment(times=3))]
     try:
